@@ -1,0 +1,137 @@
+"""Frozen-backbone features for reward models, computed once per dataset and cached on disk.
+
+Two featurizers, one contract: ``features(prompts, responses) -> Tensor[N, d]``.
+
+* :class:`LMFeaturizer` (causal LM, default the policy's own model): the text the policy sees is
+  ``prompt_text(prompt) + response``; the feature of a (prompt, response) is the decoder's
+  ``last_hidden_state`` (the input of ``lm_head``, after the final norm) at the last response
+  token. Because this is exactly the state the policy computes while decoding, a reward head on
+  it can be evaluated inside reward-guided decoding from the policy's own forward, and the reward
+  of *every prefix* of a response comes out of one forward pass (:meth:`prefix_features`).
+* :class:`EncoderFeaturizer` (MiniLM): mean-pooled token embeddings of the pair
+  ``(prompt, response)``; the prompt is truncated first so the response always survives.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from . import models
+from .io import atomic_path, sha256_text
+
+
+def lm_token_ids(tok, prompt: str, response: str) -> tuple[list[int], list[int]]:
+    """(prompt ids, response ids) exactly as the policy sees them."""
+    p = models.prompt_ids(tok, prompt)
+    r = tok(response, add_special_tokens=False)["input_ids"]
+    return p, r
+
+
+class LMFeaturizer:
+    kind = "lm_last"
+
+    def __init__(self, model, tok, batch_size: int = 16, max_length: int = 1024, name: str = "lm"):
+        self.model, self.tok, self.batch_size, self.max_length, self.name = model, tok, batch_size, max_length, name
+        self.decoder = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+        self.dim = model.config.hidden_size
+
+    @classmethod
+    def from_name(cls, name: str, device=None, dtype=None, **kw):
+        model, tok = models.load_causal_lm(name, device=device, dtype=dtype)
+        return cls(model, tok, name=name, **kw)
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def _ids(self, prompt, response):
+        p, r = lm_token_ids(self.tok, prompt, response)
+        if not r:
+            raise ValueError(f"empty response for prompt {prompt[:60]!r}")
+        if len(p) + len(r) > self.max_length:
+            warnings.warn(f"[features] sequence of {len(p) + len(r)} tokens truncated to {self.max_length} "
+                          "by dropping the start of the prompt", stacklevel=3)
+            p = p[-(self.max_length - len(r)):] if len(r) < self.max_length else []
+            r = r[-self.max_length:]
+        return p, r
+
+    @torch.no_grad()
+    def hidden(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded forward; returns (last_hidden_state [B, L, d] float32, lengths [B])."""
+        lens = torch.tensor([len(s) for s in seqs])
+        L = int(lens.max())
+        pad = self.tok.pad_token_id or 0
+        ids = torch.full((len(seqs), L), pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), L), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, : len(s)] = torch.tensor(s)
+            mask[i, : len(s)] = 1
+        out = self.decoder(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
+        return out.last_hidden_state.float(), lens
+
+    def features(self, prompts, responses, progress: bool = False) -> torch.Tensor:
+        seqs = [sum(self._ids(p, r), []) for p, r in zip(prompts, responses)]
+        order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))  # length-bucketed batches
+        out = torch.empty(len(seqs), self.dim)
+        for s in tqdm(range(0, len(order), self.batch_size), disable=not progress, desc=f"features[{self.name}]"):
+            idx = order[s : s + self.batch_size]
+            h, lens = self.hidden([seqs[i] for i in idx])
+            out[idx] = h[torch.arange(len(idx)), lens.to(h.device) - 1].cpu()
+        return out
+
+    def prefix_features(self, prompt: str, response: str) -> torch.Tensor:
+        """Feature of every non-empty prefix of ``response`` ([T, d]) from one forward pass."""
+        p, r = self._ids(prompt, response)
+        h, _ = self.hidden([p + r])
+        return h[0, len(p) : len(p) + len(r)].cpu()
+
+
+class EncoderFeaturizer:
+    kind = "encoder_mean"
+
+    def __init__(self, model, tok, batch_size: int = 32, max_length: int = 256, name: str = "encoder"):
+        self.model, self.tok, self.batch_size, self.max_length, self.name = model, tok, batch_size, max_length, name
+        self.dim = model.config.hidden_size
+
+    @classmethod
+    def from_name(cls, name: str = "minilm-l6", device=None, **kw):
+        model, tok = models.load_encoder(name, device=device)
+        return cls(model, tok, name=name, **kw)
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    @torch.no_grad()
+    def features(self, prompts, responses, progress: bool = False) -> torch.Tensor:
+        outs = []
+        for s in tqdm(range(0, len(prompts), self.batch_size), disable=not progress, desc=f"features[{self.name}]"):
+            enc = self.tok(list(prompts[s : s + self.batch_size]), list(responses[s : s + self.batch_size]),
+                           truncation="only_first", max_length=self.max_length, padding=True,
+                           return_tensors="pt").to(self.device)
+            h = self.model(**enc).last_hidden_state
+            m = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
+            outs.append(((h * m).sum(1) / m.sum(1).clamp(min=1)).float().cpu())
+        return torch.cat(outs) if outs else torch.empty(0, self.dim)
+
+
+def featurizer(name: str, device=None, **kw):
+    """Featurizer for a registry model name (causal LM or encoder)."""
+    s = models.spec(name)
+    return (LMFeaturizer if s.kind == "causal_lm" else EncoderFeaturizer).from_name(name, device=device, **kw)
+
+
+def cached_features(feat, prompts, responses, cache_dir: str | Path, progress: bool = True) -> torch.Tensor:
+    """``feat.features`` memoised on disk, keyed by backbone name, kind and the exact texts."""
+    key = sha256_text("\x1e".join([feat.name, feat.kind, str(getattr(feat, "max_length", ""))]
+                                  + [f"{p}\x1f{r}" for p, r in zip(prompts, responses)]))[:24]
+    path = Path(cache_dir) / f"{feat.name}-{key}.pt"
+    if path.exists():
+        return torch.load(path)
+    x = feat.features(list(prompts), list(responses), progress=progress)
+    with atomic_path(path) as tmp:
+        torch.save(x, tmp)
+    return x
