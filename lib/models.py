@@ -223,3 +223,28 @@ def eos_ids(model, tok) -> list[int]:
     if tok.eos_token_id is not None:
         ids.add(tok.eos_token_id)
     return sorted(ids)
+
+
+@torch.no_grad()
+def greedy_generate(model, tok, messages: list[str], max_new_tokens: int = 32, batch_size: int = 8,
+                    progress: bool = False, desc: str = "generate") -> list[str]:
+    """Plain batched greedy decoding of user messages (left padding); returns the decoded replies.
+
+    Batches are fixed slices of ``messages`` in the given order, so the same list always yields the
+    same batches (and, on CPU, the same tokens).
+    """
+    from tqdm.auto import tqdm
+
+    device = next(model.parameters()).device
+    eos = eos_ids(model, tok)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else eos[0]
+    out = []
+    for s in tqdm(range(0, len(messages), batch_size), disable=not progress, desc=desc):
+        seqs = [prompt_ids(tok, m) for m in messages[s : s + batch_size]]
+        L = max(map(len, seqs))
+        ids = torch.tensor([[pad] * (L - len(x)) + x for x in seqs], device=device)
+        mask = torch.tensor([[0] * (L - len(x)) + [1] * len(x) for x in seqs], device=device)
+        gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                             eos_token_id=eos, pad_token_id=pad, temperature=None, top_p=None, top_k=None)
+        out += tok.batch_decode(gen[:, L:], skip_special_tokens=True)
+    return out

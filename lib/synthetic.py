@@ -1,0 +1,200 @@
+"""A synthetic corpus in exactly the LaMP JSON layout, with users whose writing rule is known.
+
+It is the embedded default of the smoke profile (no download needed) and a test bed: since each
+user's latent rule is kept, later notebooks can measure whether a generation follows it
+(:func:`follows_rule`). It never stands in for real LaMP silently: the paper profile reads the
+downloaded files, and the manifest of every Pref-LaMP build records which corpus it used.
+
+Each task mirrors a LaMP generation task:
+
+* ``LaMP-4`` news headline: profile items ``{id, text, title}``, input "Generate a headline for
+  the following article: ..."
+* ``LaMP-5`` scholarly title: profile items ``{id, abstract, title}``
+* ``LaMP-7`` tweet paraphrase: profile items ``{id, text}`` (the user's own tweets), input
+  "Paraphrase the following tweet without any explanation before or after it: ..."
+
+A user = one latent rule applied to a neutral base output built from the same facts as the
+source text. Rules (documented in :data:`RULES`): question, colon, lowercase, number, short,
+vocab:<word>, exclaim, hashtag. LaMP gives each question its own profile; here every user has
+``queries_per_user`` questions that share one profile (the loader groups them back by profile).
+"""
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+from .io import write_json
+
+RULES = {
+    "question": "asks a question: the output ends with '?'",
+    "colon": "topic first, then a colon: 'Topic: ...'",
+    "lowercase": "writes everything in lower case",
+    "number": "starts with a number: '3 reasons ...'",
+    "short": "terse: at most 4 words",
+    "vocab": "a favourite opening word (vocab:<word>), e.g. 'Finally ...'",
+    "exclaim": "ends with an exclamation mark",
+    "hashtag": "ends with a hashtag of the topic",
+}
+FAVOURITE_WORDS = ["finally", "officially", "remarkably", "honestly", "quietly", "surprisingly"]
+
+SUBJECTS = ["the city council", "a farmers union", "the central bank", "a startup", "the school board",
+            "a volunteer group", "the museum", "city engineers", "the football club", "state regulators",
+            "the hospital", "a research team", "the orchestra", "airport officials", "the library"]
+VERBS = [("approves", "approve"), ("unveils", "unveil"), ("rejects", "reject"), ("expands", "expand"),
+         ("delays", "delay"), ("launches", "launch"), ("funds", "fund"), ("cancels", "cancel"),
+         ("celebrates", "celebrate"), ("reviews", "review")]
+OBJECTS = [("budget", "a new budget for public schools"), ("bridge", "plans for a river bridge"),
+           ("rates", "changes to interest rates"), ("app", "a mobile app for commuters"),
+           ("park", "a renovated downtown park"), ("festival", "the annual summer festival"),
+           ("solar", "a rooftop solar programme"), ("housing", "an affordable housing project"),
+           ("transit", "late night bus routes"), ("water", "a clean water initiative"),
+           ("museum", "an exhibition of local art"), ("jobs", "a training scheme for young workers")]
+PLACES = ["in Springfield", "downtown", "across the county", "near the harbour", "in the north district",
+          "on the east side", "at the old market"]
+METHODS = [("transformers", "transformer models"), ("graphs", "graph neural networks"),
+           ("bandits", "contextual bandits"), ("diffusion", "diffusion models"), ("kernels", "kernel methods"),
+           ("retrieval", "retrieval augmentation"), ("pruning", "structured pruning"), ("distillation", "knowledge distillation")]
+PROBLEMS = ["protein folding", "traffic forecasting", "machine translation", "image segmentation",
+            "drug discovery", "speech recognition", "code generation", "weather prediction", "recommendation"]
+FEELINGS = [("coffee", "had a great coffee with friends this morning"), ("rain", "got caught in the rain on the way home"),
+            ("gym", "finished a long workout at the gym"), ("concert", "saw an amazing concert last night"),
+            ("exam", "passed the exam after weeks of study"), ("bus", "waited an hour for the bus again"),
+            ("garden", "planted tomatoes in the garden today"), ("movie", "watched an old movie with my family"),
+            ("cat", "my cat knocked everything off the desk"), ("beach", "spent the whole afternoon at the beach")]
+FILLER = ["Officials said more details would follow next week.", "The decision followed months of debate.",
+          "Residents had mixed reactions.", "Critics questioned the cost.", "Supporters welcomed the news.",
+          "A public meeting is planned for next month.", "The plan still needs final approval."]
+
+
+def _facts(task: str, rng: random.Random) -> dict:
+    if task == "LaMP-4":
+        subj, (v3, v1), (topic, obj), place = (rng.choice(SUBJECTS), rng.choice(VERBS), rng.choice(OBJECTS),
+                                                rng.choice(PLACES))
+        base = f"{subj[0].upper()}{subj[1:]} {v3} {obj} {place}"
+        source = " ".join([f"{subj[0].upper()}{subj[1:]} {v3} {obj} {place}, according to a statement on Monday.",
+                           f"The move affects about {rng.randint(2, 90)} hundred people."] + rng.sample(FILLER, 3))
+    elif task == "LaMP-5":
+        (topic, meth), prob, gain = rng.choice(METHODS), rng.choice(PROBLEMS), rng.randint(3, 40)
+        base = f"Improving {prob} with {meth} at scale"
+        source = (f"We study {prob}. Existing approaches struggle with noisy data. We propose a method based on "
+                  f"{meth} that is simple to train. Experiments on three benchmarks show a {gain} percent "
+                  f"improvement over strong baselines. We release our code.")
+    elif task == "LaMP-7":
+        topic, what = rng.choice(FEELINGS)
+        base = f"I {what}" if not what.startswith("my") else what[0].upper() + what[1:]
+        base = base[0].upper() + base[1:]
+        source = base + " and wanted to share it with everyone"
+    else:
+        raise ValueError(f"unknown task {task!r}; synthetic tasks: LaMP-4, LaMP-5, LaMP-7")
+    return {"topic": topic, "base": base, "source": source, "n": rng.randint(2, 9)}
+
+
+def _lower_first(s: str) -> str:
+    return s[0].lower() + s[1:] if s and not s.startswith("I ") else s
+
+
+def apply_rule(rule: str, facts: dict) -> str:
+    """The user's own output for these facts under their latent rule."""
+    base, topic = facts["base"], facts["topic"]
+    name, _, word = rule.partition(":")
+    if name == "question":
+        return f"Why {_lower_first(base)}?"
+    if name == "colon":
+        return f"{topic.capitalize()}: {_lower_first(base)}"
+    if name == "lowercase":
+        return base.lower()
+    if name == "number":
+        return f"{facts['n']} reasons {_lower_first(base)}"
+    if name == "short":
+        return " ".join(base.split()[:4])
+    if name == "vocab":
+        return f"{word.capitalize()} {_lower_first(base)}"
+    if name == "exclaim":
+        return base + "!"
+    if name == "hashtag":
+        return f"{base} #{topic}"
+    raise ValueError(f"unknown rule {rule!r}; known: {', '.join(RULES)}")
+
+
+def follows_rule(rule: str | None, text: str) -> bool:
+    """Whether ``text`` follows a synthetic user's latent rule (the rule checkers of :data:`RULES`)."""
+    if not rule:
+        raise ValueError("follows_rule needs a rule (real LaMP users have none)")
+    t = text.strip().strip('"').strip()
+    name, _, word = rule.partition(":")
+    checks = {
+        "question": lambda: t.endswith("?"),
+        "colon": lambda: ":" in t.split()[0] if t.split() else False,
+        "lowercase": lambda: any(c.isalpha() for c in t) and t == t.lower(),
+        "number": lambda: bool(re.match(r"^\d", t)),
+        "short": lambda: 0 < len(t.split()) <= 4,
+        "vocab": lambda: t.lower().startswith(word),
+        "exclaim": lambda: t.endswith("!"),
+        "hashtag": lambda: bool(re.search(r"#\w+$", t)),
+    }
+    if name not in checks:
+        raise ValueError(f"unknown rule {rule!r}")
+    return checks[name]()
+
+
+def user_rules(n_users: int, rng: random.Random) -> list[str]:
+    """Rules assigned round-robin over a shuffled list, so every rule has users."""
+    names = list(RULES)
+    rng.shuffle(names)
+    out = []
+    for i in range(n_users):
+        name = names[i % len(names)]
+        out.append(f"vocab:{rng.choice(FAVOURITE_WORDS)}" if name == "vocab" else name)
+    return out
+
+
+def _profile_item(task: str, pid: str, facts: dict, rule: str) -> dict:
+    out = apply_rule(rule, facts)
+    if task == "LaMP-4":
+        return {"id": pid, "text": facts["source"], "title": out}
+    if task == "LaMP-5":
+        return {"id": pid, "abstract": facts["source"], "title": out}
+    return {"id": pid, "text": out}
+
+
+def generate_task(task: str, n_users: int, profile_size: int, queries_per_user: int, seed: int,
+                  id_prefix: str = "0"):
+    """(questions, outputs, rules) for one task, in the LaMP layout."""
+    from .lamp import TASKS
+
+    rng = random.Random(f"{task}-{seed}")
+    rules = user_rules(n_users, rng)
+    questions, golds, rule_of = [], [], {}
+    num = TASKS[task].num
+    for u, rule in enumerate(rules):
+        uid = f"{num}{id_prefix}{u:03d}"
+        profile = [_profile_item(task, f"{uid}p{j:03d}", _facts(task, rng), rule) for j in range(profile_size)]
+        for q in range(queries_per_user):
+            facts = _facts(task, rng)
+            qid = f"{uid}q{q}"
+            questions.append({"id": qid, "input": TASKS[task].instruction + facts["source"], "profile": profile})
+            golds.append({"id": qid, "output": apply_rule(rule, facts)})
+            rule_of[qid] = rule
+    return questions, {"task": TASKS[task].lamp_name, "golds": golds}, rule_of
+
+
+def write_synthetic_lamp(root: str | Path, tasks=("LaMP-4", "LaMP-5", "LaMP-7"), n_users: int = 10,
+                         profile_size: int = 12, queries_per_user: int = 2, seed: int = 0,
+                         splits=("train", "dev")) -> Path:
+    """Write a synthetic LaMP corpus under ``root`` (same layout as the download) plus rules.json.
+
+    Deterministic per seed: the same arguments give the same bytes.
+    """
+    from .lamp import file_path
+
+    root = Path(root)
+    all_rules = {}
+    for task in tasks:
+        for si, split in enumerate(splits):
+            q, o, rules = generate_task(task, n_users, profile_size, queries_per_user, seed * 1000 + si, str(si))
+            write_json(file_path(root, task, split, "questions"), q)
+            write_json(file_path(root, task, split, "outputs"), o)
+            all_rules[f"{task}/{split}"] = rules
+    write_json(root / "rules.json", {"seed": seed, "rules": all_rules, "descriptions": RULES})
+    return root

@@ -1,0 +1,43 @@
+"""Model registry: packaged models load offline; hub models fail with a message that says what to do."""
+import os
+
+import pytest
+import torch
+
+from lib import models
+
+
+def test_auto_device_dtype_cpu_and_override():
+    dev, dt = models.auto_device_dtype("cpu")
+    assert dev.type == "cpu" and dt == torch.float32
+    assert models.auto_device_dtype("cpu", "bf16")[1] == torch.bfloat16
+
+
+def test_unknown_model_lists_known():
+    with pytest.raises(KeyError, match="smollm2-135m"):
+        models.spec("gpt-5")
+
+
+def test_hub_model_offline_without_cache_explains(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(models.ModelUnavailableError, match="huggingface-cli download Qwen/Qwen2.5-0.5B-Instruct"):
+        models.load_causal_lm("qwen2.5-0.5b")
+
+
+def test_packaged_policy_loads_from_the_cached_folder():
+    folder = models.local_folder("smollm2-135m")
+    assert (folder / "config.json").exists() and not list(folder.parent.glob(".smollm2-135m.*"))
+    model, tok = models.load_causal_lm("smollm2-135m", device="cpu")
+    assert model.config.hidden_size == 576 and models.has_chat_template(tok)
+    out = models.greedy_generate(model, tok, ["Say hello.", "Name a colour."], max_new_tokens=6, batch_size=2)
+    solo = models.greedy_generate(model, tok, ["Name a colour."], max_new_tokens=6, batch_size=1)
+    assert len(out) == 2 and out[1] == solo[0]  # left padding does not change a row
+    assert models.prompt_text(tok, "hi").endswith("<|im_start|>assistant\n")
+
+
+def test_encoder_loads():
+    enc, tok = models.load_encoder("minilm-l6", device="cpu")
+    x = enc(**tok(["hello world"], return_tensors="pt")).last_hidden_state
+    assert x.shape[-1] == 384

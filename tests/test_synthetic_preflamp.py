@@ -1,0 +1,120 @@
+"""Synthetic LaMP-format corpus and the Pref-LaMP builder (determinism, schema, resumability)."""
+import json
+
+import pytest
+
+from lib import lamp, preflamp, synthetic
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("raw")
+    synthetic.write_synthetic_lamp(root, n_users=6, profile_size=6, queries_per_user=2, seed=3)
+    return root
+
+
+def fake_generator(prompts):
+    """A deterministic stand-in for the policy: the first six words of the source, title-cased."""
+    return [" ".join(p.split(": ", 1)[1].split()[:6]).title() for p in prompts]
+
+
+def test_synthetic_is_valid_lamp_with_known_rules(corpus):
+    rules = json.loads((corpus / "rules.json").read_text())["rules"]
+    for task in lamp.TASKS:
+        for split in lamp.SPLITS:
+            qs = lamp.load_task(corpus, task, split)  # the real loader accepts it
+            assert len(qs) == 12
+            r = rules[f"{task}/{split}"]
+            assert all(synthetic.follows_rule(r[q["id"]], q["output"]) for q in qs)
+            for q in qs:  # the user's profile outputs follow the same rule
+                field = lamp.TASKS[task].output_field
+                assert all(synthetic.follows_rule(r[q["id"]], it[field]) for it in q["profile"])
+
+
+def test_synthetic_is_deterministic(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    synthetic.write_synthetic_lamp(a, n_users=3, profile_size=4, seed=7)
+    synthetic.write_synthetic_lamp(b, n_users=3, profile_size=4, seed=7)
+    files = sorted(p.relative_to(a) for p in a.rglob("*.json"))
+    assert files and all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+    synthetic.write_synthetic_lamp(tmp_path / "c", n_users=3, profile_size=4, seed=8)
+    assert (tmp_path / "c" / files[0]).read_bytes() != (a / files[0]).read_bytes()
+
+
+def test_rule_checkers_discriminate():
+    facts = {"base": "The museum unveils a new wing downtown", "topic": "museum", "n": 3}
+    outs = {r: synthetic.apply_rule(r, facts) for r in ["question", "colon", "lowercase", "number", "short",
+                                                        "vocab:finally", "exclaim", "hashtag"]}
+    for r, text in outs.items():
+        assert synthetic.follows_rule(r, text)
+        assert not synthetic.follows_rule(r, facts["base"]), r  # the neutral output follows no rule
+
+
+def test_build_is_deterministic_and_schema(corpus, tmp_path):
+    m1 = preflamp.build(corpus, tmp_path / "a", generator=fake_generator, corpus="synthetic", seed=1)
+    m2 = preflamp.build(corpus, tmp_path / "b", generator=fake_generator, corpus="synthetic", seed=1)
+    for f in m1["files"]:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+    assert m1["files"] == m2["files"] and m1["corpus"] == "synthetic"
+    pairs, queries = preflamp.load_pairs(tmp_path / "a"), preflamp.load_queries(tmp_path / "a")
+    assert set(pairs[0]) == {"pair_id", "task", "user", "user_group", "split", "prompt", "chosen", "rejected",
+                             "source_id"}
+    assert len({p["pair_id"] for p in pairs}) == len(pairs)
+    for task, c in m1["tasks"].items():
+        assert c["users"] == 6 and c["unseen_users"] == 2 and c["queries"] == 12
+    # users are whole: a user is seen or unseen in every record; queries carry the rule and the profile
+    groups = {}
+    for r in pairs + queries:
+        groups.setdefault(r["user"], set()).add(r["user_group"])
+    assert all(len(g) == 1 for g in groups.values())
+    assert all(q["rule"] and synthetic.follows_rule(q["rule"], q["reference"]) for q in queries)
+    assert all(p["chosen"] != p["rejected"] for p in pairs)
+    m3 = preflamp.build(corpus, tmp_path / "c", generator=fake_generator, corpus="synthetic", seed=2)
+    assert m3["files"] != m1["files"]
+
+
+def test_build_failure_leaves_no_partial_output(corpus, tmp_path):
+    def broken(prompts):
+        raise RuntimeError("model crashed")
+
+    with pytest.raises(RuntimeError, match="model crashed"):
+        preflamp.build(corpus, tmp_path / "out", generator=broken, corpus="synthetic")
+    assert not (tmp_path / "out").exists() and not list(tmp_path.iterdir())
+
+
+def test_generation_cache_resumes(tmp_path):
+    prompts = [f"Generate a headline for the following article: item {i}" for i in range(10)]
+    calls = []
+
+    def flaky(batch):
+        calls.append(list(batch))
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # interrupted in the third batch
+        return [p[-6:] for p in batch]
+
+    cache = tmp_path / "gen.jsonl"
+    gen = preflamp.cached_generator(flaky, cache, key="fake", batch_size=3)
+    with pytest.raises(KeyboardInterrupt):
+        gen(prompts)
+    done = sum(len(b) for b in calls[:2])
+    calls.clear()
+    out = preflamp.cached_generator(lambda b: (calls.append(list(b)), [p[-6:] for p in b])[1], cache, "fake", 3)(prompts)
+    assert sum(len(b) for b in calls) == len(prompts) - done  # only the missing batches ran
+    fresh = preflamp.cached_generator(lambda b: [p[-6:] for p in b], None, "fake", 3)(prompts)
+    assert out == fresh
+
+
+def test_other_user_rejected_and_lamp7_source(corpus, tmp_path):
+    m = preflamp.build(corpus, tmp_path / "o", corpus="synthetic", rejected="other_user")
+    pairs = preflamp.load_pairs(tmp_path / "o", "LaMP-4")
+    own = {(p["user"], p["chosen"]) for p in pairs}
+    assert all((p["user"], p["rejected"]) not in own for p in pairs)
+    assert preflamp.lamp7_source("loving this weather!! #sunny @bob http://x.y") == "Loving this weather."
+
+
+def test_small_profiles_are_skipped_with_a_warning(tmp_path):
+    synthetic.write_synthetic_lamp(tmp_path / "raw", tasks=["LaMP-5"], n_users=3, profile_size=2)
+    with pytest.warns(UserWarning, match="min_profile"):
+        m = preflamp.build(tmp_path / "raw", tmp_path / "o", generator=fake_generator, corpus="synthetic",
+                           tasks=["LaMP-5"], min_profile=4)
+    assert m["tasks"]["LaMP-5"]["users_skipped_small_profile"] == 3 and m["tasks"]["LaMP-5"]["pairs"] == 0
