@@ -9,17 +9,172 @@ Contract (shared with lib/rgd.py and lib/policy_acc.py):
   ``KeyError`` for an unknown user (call ``adapt`` first);
 * ``shares_policy(policy_name)`` says whether its features are the policy's own hidden states
   (RGD path a); ``finetuned`` backbones (LoRA) never share.
+
+Methods (all heads read standardised features ``x = (f - mu) / sd``, statistics of the training
+features, so one learning rate suits every backbone):
+
+=================  ==========================================================================
+``bt``             ``r(x) = w.x``: one Bradley-Terry reward for all users (Bradley & Terry 1952;
+                   Ouyang et al. 2022).
+``individual``     ``r(x, u) = w_u.x``: a separate head per user, fitted on that user's pairs only.
+``user_embedding`` ``r(x, u) = (w + U e_u).x``: a shared reward conditioned on a learned user
+                   embedding e_u (P-RM, Li et al. 2024, "Personalized language modeling from
+                   personalized human feedback"). With a frozen backbone the embedding can only act
+                   through an interaction with the response features; the bilinear form is the
+                   simplest one (P-RM feeds e_u as soft tokens through the whole LM).
+``lore``           ``r(x, u) = sum_k a_uk (b_k.x)``, ``a_u`` on the simplex: a shared low-rank basis
+                   of K reward functions (LoRe, Bose et al. 2025).
+``pal``            ``r(x, u) = -||P x - sum_k a_uk q_k||^2``, ``a_u`` on the simplex: K prototype
+                   ideal points in a learned space, each user a mixture of them (PAL, Chen et al.,
+                   ICLR 2025, ideal-point model).
+``vpl``            ``r(x, z) = (w + U z).x`` with ``z ~ q(z | user's context pairs)``: a Gaussian
+                   latent from a permutation-invariant encoder (mean-pooled MLP of the feature
+                   differences chosen - rejected), trained with the BT loss plus beta * KL(q || N(0, I))
+                   (VPL, Poddar et al. 2024). The posterior mean of each known user is stored, so
+                   ``head`` works like the other methods; unseen users need no training.
+=================  ==========================================================================
+
+Public API: :func:`train`, :meth:`RewardModel.adapt`, :meth:`RewardModel.score`,
+:meth:`RewardModel.score_prefixes`, :meth:`RewardModel.save`, :func:`load_reward_model`,
+:func:`rm_accuracy`, :class:`PairFeatures`.
 """
 from __future__ import annotations
 
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
+
+from .io import atomic_dir, atomic_path, seed_everything, sha256_text, write_json
 
 
+# ======================================================================================
+# features of preference pairs
+# ======================================================================================
+@dataclass
+class PairFeatures:
+    """Features of the chosen and rejected response of every pair, addressed by ``pair_id``.
+
+    ``prefix_chosen`` / ``prefix_rejected`` ([N, P, d], optional) hold the features of P random
+    prefixes per response, cut at the same relative position ``frac`` ([N, P]) on both sides (the
+    prefix-trained ablation; RAD, Deng & Raffel 2023, trains rewards on every prefix).
+    """
+
+    backbone: str
+    kind: str
+    pair_ids: list[str]
+    chosen: torch.Tensor
+    rejected: torch.Tensor
+    prefix_chosen: torch.Tensor | None = None
+    prefix_rejected: torch.Tensor | None = None
+
+    def __post_init__(self):
+        self.index = {p: i for i, p in enumerate(self.pair_ids)}
+        if len(self.index) != len(self.pair_ids):
+            raise ValueError("PairFeatures: duplicate pair_id")
+        if self.chosen.shape != self.rejected.shape or len(self.chosen) != len(self.pair_ids):
+            raise ValueError(f"PairFeatures: shapes {tuple(self.chosen.shape)} / {tuple(self.rejected.shape)} "
+                             f"do not match {len(self.pair_ids)} pairs")
+
+    @property
+    def dim(self) -> int:
+        return int(self.chosen.shape[-1])
+
+    def rows(self, records) -> torch.Tensor:
+        missing = [r["pair_id"] for r in records if r["pair_id"] not in self.index]
+        if missing:
+            raise KeyError(f"no features for pair_id(s) {missing[:5]} ({len(missing)} missing); "
+                           "compute PairFeatures on these records")
+        return torch.tensor([self.index[r["pair_id"]] for r in records], dtype=torch.long)
+
+    def take(self, records, prefixes: bool = False):
+        i = self.rows(records)
+        if not prefixes:
+            return self.chosen[i], self.rejected[i]
+        if self.prefix_chosen is None:
+            raise ValueError("prefix_train needs PairFeatures computed with n_prefix > 0")
+        return self.prefix_chosen[i], self.prefix_rejected[i]
+
+    @classmethod
+    def compute(cls, feat, records, n_prefix: int = 0, cache_dir=None, seed: int = 0, progress: bool = True):
+        """Features of ``records`` with a featurizer of lib/features.py, cached under ``cache_dir``.
+
+        With ``n_prefix > 0`` a causal LM gives full and prefix features from the same forward
+        pass (hidden state at every response position); an encoder re-encodes word prefixes.
+        """
+        from .features import cached_features
+
+        prompts = [r["prompt"] for r in records]
+        ids = [r["pair_id"] for r in records]
+        if n_prefix == 0:
+            get = (lambda resp: cached_features(feat, prompts, resp, cache_dir, progress)) if cache_dir else \
+                (lambda resp: feat.features(prompts, resp, progress=progress))
+            return cls(feat.name, feat.kind, ids, get([r["chosen"] for r in records]),
+                       get([r["rejected"] for r in records]))
+        key = sha256_text("\x1e".join([feat.name, feat.kind, str(getattr(feat, "max_length", "")), str(n_prefix),
+                                       str(seed)] + [f"{r['prompt']}\x1f{r['chosen']}\x1f{r['rejected']}"
+                                                     for r in records]))[:24]
+        path = Path(cache_dir) / f"{feat.name}-prefix-{key}.pt" if cache_dir else None
+        if path is not None and path.exists():
+            d = torch.load(path)
+        else:
+            frac = torch.rand(len(records), n_prefix, generator=torch.Generator().manual_seed(seed))
+            fn = _lm_prefix_features if feat.kind == "lm_last" else _encoder_prefix_features
+            c, pc = fn(feat, prompts, [r["chosen"] for r in records], frac, progress)
+            r_, pr = fn(feat, prompts, [r["rejected"] for r in records], frac, progress)
+            d = {"chosen": c, "rejected": r_, "prefix_chosen": pc, "prefix_rejected": pr}
+            if path is not None:
+                with atomic_path(path) as tmp:
+                    torch.save(d, tmp)
+        return cls(feat.name, feat.kind, ids, **d)
+
+
+def _cut(frac: torch.Tensor, n: int) -> torch.Tensor:
+    """Prefix lengths in 1..n for relative positions ``frac`` in [0, 1)."""
+    return (frac * n).ceil().long().clamp(1, n)
+
+
+@torch.no_grad()
+def _lm_prefix_features(feat, prompts, responses, frac, progress):
+    seqs = [feat._ids(p, r) for p, r in zip(prompts, responses)]
+    order = sorted(range(len(seqs)), key=lambda i: -sum(map(len, seqs[i])))
+    full, pre = torch.empty(len(seqs), feat.dim), torch.empty(len(seqs), frac.shape[1], feat.dim)
+    for s in tqdm(range(0, len(order), feat.batch_size), disable=not progress, desc=f"prefix features[{feat.name}]"):
+        idx = order[s : s + feat.batch_size]
+        h, lens = feat.hidden([seqs[i][0] + seqs[i][1] for i in idx])
+        for j, i in enumerate(idx):
+            lp, lr = len(seqs[i][0]), len(seqs[i][1])
+            full[i] = h[j, lp + lr - 1].cpu()
+            pre[i] = h[j, lp + _cut(frac[i], lr) - 1].cpu()
+    return full, pre
+
+
+def _encoder_prefix_features(feat, prompts, responses, frac, progress):
+    full = feat.features(prompts, responses, progress=progress)
+    words = [r.split() for r in responses]
+    P = frac.shape[1]
+    cut_texts = [" ".join(w[: int(_cut(frac[i, j], max(len(w), 1)))]) or r
+                 for i, (w, r) in enumerate(zip(words, responses)) for j in range(P)]
+    pre = feat.features([p for p in prompts for _ in range(P)], cut_texts, progress=progress)
+    return full, pre.reshape(len(responses), P, -1)
+
+
+# ======================================================================================
+# the base class
+# ======================================================================================
 class RewardModel(nn.Module):
     method: str = "base"
+    user_tables: tuple[str, ...] = ()  # per-user parameter tables (row i = self.users[i])
 
-    def __init__(self, backbone: str, feature_kind: str, dim: int, users: list[str]):
+    def __init__(self, backbone: str, feature_kind: str, dim: int, users: list[str], **arch):
         super().__init__()
         if feature_kind not in ("lm_last", "encoder_mean"):
             raise ValueError(f"unknown feature_kind {feature_kind!r}")
@@ -27,6 +182,11 @@ class RewardModel(nn.Module):
         self.users = list(users)
         self.finetuned = False
         self._featurizer = None
+        self.arch = dict(arch)  # architecture hyperparameters (saved in config.json)
+        self.metrics: dict = {}
+        self.train_hparams: dict = {}
+        self.register_buffer("mu", torch.zeros(dim))
+        self.register_buffer("sd", torch.ones(dim))
 
     # --- users -------------------------------------------------------------------------
     def user_index(self, users) -> torch.Tensor:
@@ -38,9 +198,731 @@ class RewardModel(nn.Module):
         return torch.tensor([idx[u] for u in users], dtype=torch.long)
 
     # --- the reward --------------------------------------------------------------------
-    def head(self, feats: torch.Tensor, user_idx: torch.Tensor) -> torch.Tensor:
-        """Reward from features ``[..., dim]`` and user rows ``[...]`` (broadcast); returns ``[...]``."""
+    def head(self, feats: torch.Tensor, user_idx) -> torch.Tensor:
+        """Reward from features ``[..., dim]`` and user rows ``[...]`` (broadcast); returns ``[...]``.
+
+        ``user_idx`` is aligned with the *leading* dims of ``feats`` (``[B]`` with ``[B, k, d]``
+        means one user per row); features of any float dtype are cast to float32.
+        """
+        x = (feats.to(self.mu.device, torch.float32) - self.mu) / self.sd
+        u = torch.as_tensor(user_idx, device=self.mu.device, dtype=torch.long)
+        lead = x.dim() - 1
+        if u.dim() < lead:
+            u = u.reshape(tuple(u.shape) + (1,) * (lead - u.dim()))
+        return self._reward(x, u)
+
+    forward = head  # lets torch.func.functional_call swap user tables in adapt()
+
+    def _reward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def shares_policy(self, policy_name: str) -> bool:
         return self.feature_kind == "lm_last" and self.backbone == policy_name and not self.finetuned
+
+    # --- training hooks (VPL overrides them) ---------------------------------------------
+    def pair_logits(self, xc, xr, u):
+        """(r(chosen) - r(rejected), extra loss) for a training batch."""
+        return self.head(xc, u) - self.head(xr, u), xc.new_zeros(())
+
+    def prepare(self, xc, xr, u):  # called once before training with the training pairs
+        pass
+
+    def refresh(self):  # called after every epoch, before validation
+        pass
+
+    # --- few-shot adaptation ----------------------------------------------------------------
+    def _new_rows(self, name: str, n: int) -> torch.Tensor:
+        """Initial rows of a user table for new users (the population prior)."""
+        t = getattr(self, name)
+        return torch.zeros(n, *t.shape[1:], device=t.device)
+
+    def adapt(self, user: str, records, features=None, **kw) -> "RewardModel":
+        """Fit only ``user``'s parameters from a few of their pairs; shared parameters stay fixed."""
+        recs = [r for r in records if r["user"] == user]
+        if not recs:
+            raise ValueError(f"adapt: no pairs of user {user!r} in the {len(records)} records given")
+        return self.adapt_users(recs, features, **kw)
+
+    def adapt_users(self, records, features=None, steps: int = 200, lr: float = 0.05, l2: float = 0.01,
+                    seed: int = 0) -> "RewardModel":
+        """:meth:`adapt` for every user of ``records`` at once (their losses are independent).
+
+        Loss per new user: mean BT loss on their pairs + ``l2`` * ||rows - prior||^2, minimised by
+        Adam for a fixed number of full-batch ``steps`` (few pairs: no validation split).
+        """
+        new = sorted({r["user"] for r in records})
+        known = [u for u in new if u in self.users]
+        if known:
+            raise ValueError(f"adapt: user(s) {known[:5]} already known to this {self.method} model")
+        if not self.user_tables:  # bt: nothing user-specific
+            self.users += new
+            return self
+        xc, xr = self._pair_tensors(records, features)
+        seed_everything(seed)
+        n0 = len(self.users)
+        u = torch.tensor([n0 + new.index(r["user"]) for r in records], device=self.mu.device)
+        w = 1.0 / torch.bincount(u - n0).float()[u - n0]  # per-user mean
+        prior = {k: self._new_rows(k, len(new)) for k in self.user_tables}
+        rows = {k: v.clone().requires_grad_(True) for k, v in prior.items()}
+        opt = torch.optim.Adam(rows.values(), lr=lr)
+        for _ in range(steps):
+            tables = {k: torch.cat([getattr(self, k).detach(), rows[k]]) for k in self.user_tables}
+            d = torch.func.functional_call(self, tables, (xc, u)) - torch.func.functional_call(self, tables, (xr, u))
+            loss = (w * F.softplus(-d)).sum() + l2 * sum(((rows[k] - prior[k]) ** 2).sum() for k in rows)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        for k in self.user_tables:
+            setattr(self, k, nn.Parameter(torch.cat([getattr(self, k).detach(), rows[k].detach()])))
+        self.users += new
+        return self
+
+    def _pair_tensors(self, records, features):
+        if features is None:
+            features = self.featurizer
+        if not isinstance(features, PairFeatures):
+            features = PairFeatures.compute(features, records, progress=False)
+        self._check_features(features)
+        xc, xr = features.take(records)
+        return xc.to(self.mu.device), xr.to(self.mu.device)
+
+    def _check_features(self, pf: "PairFeatures"):
+        if pf.kind != self.feature_kind or pf.dim != self.dim or pf.backbone != self.backbone:
+            raise ValueError(f"features of {pf.backbone}/{pf.kind}/d={pf.dim} do not match this reward model "
+                             f"({self.backbone}/{self.feature_kind}/d={self.dim})")
+
+    # --- scoring text -----------------------------------------------------------------------
+    @property
+    def featurizer(self):
+        """The backbone's featurizer, loaded lazily from the registry name."""
+        if self._featurizer is None:
+            from .features import featurizer
+
+            self._featurizer = featurizer(self.backbone)
+        return self._featurizer
+
+    @featurizer.setter
+    def featurizer(self, feat):
+        if feat.kind != self.feature_kind or feat.dim != self.dim:
+            raise ValueError(f"featurizer {feat.name} ({feat.kind}, d={feat.dim}) does not match "
+                             f"{self.feature_kind}, d={self.dim}")
+        self._featurizer = feat
+
+    @torch.no_grad()
+    def score(self, prompts, responses, users) -> torch.Tensor:
+        """Rewards ``[N]`` of (prompt, response) for each user (float32, CPU)."""
+        users = [users] * len(prompts) if isinstance(users, str) else list(users)
+        feats = self.featurizer.features(list(prompts), list(responses))
+        return self.head(feats, self.user_index(users)).float().cpu()
+
+    @torch.no_grad()
+    def score_prefixes(self, prompt: str, response: str, user: str, tokenizer=None) -> torch.Tensor:
+        """Reward of every non-empty token prefix of ``response`` (``[T]``).
+
+        Causal-LM backbones: one forward pass (:meth:`LMFeaturizer.prefix_features`). Encoder
+        backbones re-encode each prefix, whose token boundaries come from ``tokenizer`` (the
+        policy's), required there.
+        """
+        u = self.user_index([user])
+        if self.feature_kind == "lm_last":
+            return self.head(self.featurizer.prefix_features(prompt, response), u).float().cpu()
+        if tokenizer is None:
+            raise ValueError("score_prefixes with an encoder backbone needs the policy tokenizer (tokenizer=...)")
+        ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+        texts = [tokenizer.decode(ids[:t]) for t in range(1, len(ids) + 1)]
+        return self.head(self.featurizer.features([prompt] * len(texts), texts), u).float().cpu()
+
+    # --- persistence ------------------------------------------------------------------------
+    def config(self) -> dict:
+        return {"method": self.method, "backbone": self.backbone, "feature_kind": self.feature_kind,
+                "dim": self.dim, "users": self.users, "arch": self.arch, "finetuned": self.finetuned,
+                "train_hparams": self.train_hparams, "metrics": self.metrics}
+
+    def save(self, directory) -> Path:
+        """``config.json`` + ``model.pt`` (+ ``lora/`` for a fine-tuned backbone), written atomically."""
+        with atomic_dir(directory) as tmp:
+            write_json(tmp / "config.json", self.config())
+            torch.save({k: v.detach().cpu() for k, v in self.state_dict().items()}, tmp / "model.pt")
+            if self.finetuned:
+                self._featurizer.model.save_pretrained(tmp / "lora")
+        return Path(directory)
+
+
+def load_reward_model(directory, device=None) -> RewardModel:
+    """Inverse of :meth:`RewardModel.save`; a fine-tuned backbone is rebuilt from the registry + LoRA."""
+    directory = Path(directory)
+    path = directory / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} missing: not a saved reward model")
+    cfg = json.loads(path.read_text())
+    if cfg["method"] not in METHODS:
+        raise ValueError(f"{path}: unknown method {cfg['method']!r}; known: {sorted(METHODS)}")
+    rm = METHODS[cfg["method"]](cfg["backbone"], cfg["feature_kind"], cfg["dim"], cfg["users"], **cfg["arch"])
+    rm.load_state_dict(torch.load(directory / "model.pt", map_location="cpu"))
+    rm.metrics, rm.train_hparams = cfg.get("metrics", {}), cfg.get("train_hparams", {})
+    if cfg.get("finetuned"):
+        from peft import PeftModel
+
+        from .features import LMFeaturizer
+        from .models import load_causal_lm
+
+        base, tok = load_causal_lm(cfg["backbone"], device=device)
+        rm._featurizer = LMFeaturizer(PeftModel.from_pretrained(base, directory / "lora").eval(), tok,
+                                      name=cfg["backbone"])
+        rm.finetuned = True
+    return rm.to(device or "cpu").eval()
+
+
+# ======================================================================================
+# the methods
+# ======================================================================================
+class BT(RewardModel):
+    """One Bradley-Terry reward shared by all users (Bradley & Terry 1952; Ouyang et al. 2022)."""
+
+    method = "bt"
+
+    def __init__(self, backbone, feature_kind, dim, users, **arch):
+        super().__init__(backbone, feature_kind, dim, users, **arch)
+        self.w = nn.Parameter(torch.zeros(dim))
+
+    def user_index(self, users) -> torch.Tensor:  # every user gets the same reward
+        return torch.zeros(len(users), dtype=torch.long)
+
+    def _reward(self, x, u):
+        return x @ self.w
+
+
+class Individual(RewardModel):
+    """A separate linear reward per user, trained on that user's pairs only (its gradient comes
+    from them alone; the per-user BT losses are independent). New users: a fresh head from zero."""
+
+    method = "individual"
+    user_tables = ("W",)
+
+    def __init__(self, backbone, feature_kind, dim, users, **arch):
+        super().__init__(backbone, feature_kind, dim, users, **arch)
+        self.W = nn.Parameter(torch.zeros(len(self.users), dim))
+
+    def _reward(self, x, u):
+        return (x * self.W[u]).sum(-1)
+
+
+class UserEmbedding(RewardModel):
+    """P-RM style (Li et al. 2024): shared reward conditioned on a learned user embedding e_u,
+    ``r = (w + U e_u).x``. New users: only e_u is fitted, starting from 0 (the population reward)."""
+
+    method = "user_embedding"
+    user_tables = ("E",)
+
+    def __init__(self, backbone, feature_kind, dim, users, emb_dim: int = 8, **arch):
+        super().__init__(backbone, feature_kind, dim, users, emb_dim=emb_dim, **arch)
+        self.w = nn.Parameter(torch.zeros(dim))
+        self.U = nn.Parameter(torch.randn(dim, emb_dim) / math.sqrt(dim))
+        self.E = nn.Parameter(0.1 * torch.randn(len(self.users), emb_dim))
+
+    def _reward(self, x, u):
+        return x @ self.w + ((x @ self.U) * self.E[u]).sum(-1)
+
+
+class LoRe(RewardModel):
+    """LoRe (Bose et al. 2025): K shared basis rewards ``b_k.x``; each user a simplex weight vector
+    ``softmax(l_u)`` over them. New users: only l_u is fitted, from uniform weights."""
+
+    method = "lore"
+    user_tables = ("logits",)
+
+    def __init__(self, backbone, feature_kind, dim, users, rank: int = 4, **arch):
+        super().__init__(backbone, feature_kind, dim, users, rank=rank, **arch)
+        self.B = nn.Parameter(torch.randn(rank, dim) / math.sqrt(dim))
+        self.logits = nn.Parameter(0.01 * torch.randn(len(self.users), rank))
+
+    def _reward(self, x, u):
+        return (torch.softmax(self.logits[u], -1) * (x @ self.B.T)).sum(-1)
+
+
+class PAL(RewardModel):
+    """PAL (Chen et al., ICLR 2025), ideal-point form: responses mapped to ``P x`` in a latent space;
+    K prototype points q_k; user u's ideal point is ``softmax(l_u) @ Q``; reward = minus the squared
+    distance to it. New users: only l_u is fitted, from uniform weights."""
+
+    method = "pal"
+    user_tables = ("logits",)
+
+    def __init__(self, backbone, feature_kind, dim, users, n_prototypes: int = 4, latent_dim: int = 16, **arch):
+        super().__init__(backbone, feature_kind, dim, users, n_prototypes=n_prototypes, latent_dim=latent_dim, **arch)
+        self.P = nn.Parameter(torch.zeros(latent_dim, dim))  # start from equal rewards (a neutral model)
+        self.Q = nn.Parameter(torch.randn(n_prototypes, latent_dim))
+        self.logits = nn.Parameter(0.01 * torch.randn(len(self.users), n_prototypes))
+
+    def _reward(self, x, u):
+        ideal = torch.softmax(self.logits[u], -1) @ self.Q
+        return -((x @ self.P.T - ideal) ** 2).sum(-1)
+
+
+class VPL(RewardModel):
+    """VPL (Poddar et al. 2024): ``r = (w + U z).x`` with z from an encoder of the user's context
+    pairs: ``q(z | C) = N(mu, diag(sigma^2))``, ``[mu, log sigma^2] = g(mean_i phi(x+_i - x-_i))``.
+    Training samples ``n_context`` of each user's training pairs per step, draws z by
+    reparameterisation and adds ``beta * KL(q || N(0, I))``. The posterior mean of every known user
+    (all their training pairs as context) is stored in ``Z``; ``adapt`` only encodes (no training).
+    """
+
+    method = "vpl"
+
+    def __init__(self, backbone, feature_kind, dim, users, latent_dim: int = 8, enc_hidden: int = 64,
+                 n_context: int = 8, beta: float = 1e-3, **arch):
+        super().__init__(backbone, feature_kind, dim, users, latent_dim=latent_dim, enc_hidden=enc_hidden,
+                         n_context=n_context, beta=beta, **arch)
+        self.phi = nn.Sequential(nn.Linear(dim, enc_hidden), nn.GELU(), nn.Linear(enc_hidden, enc_hidden), nn.GELU())
+        self.to_q = nn.Linear(enc_hidden, 2 * latent_dim)
+        self.w = nn.Parameter(torch.zeros(dim))
+        self.U = nn.Parameter(torch.randn(dim, latent_dim) / math.sqrt(dim))
+        self.register_buffer("Z", torch.zeros(len(self.users), latent_dim))
+        self._ctx = None
+
+    def reward_z(self, x, z):
+        """Reward of standardised features ``x`` [..., d] for latents ``z`` [..., m] (broadcast)."""
+        return x @ self.w + ((x @ self.U) * z).sum(-1)
+
+    def _reward(self, x, u):
+        return self.reward_z(x, self.Z[u])
+
+    def encode(self, diffs: torch.Tensor, mask: torch.Tensor | None = None):
+        """``diffs`` [G, C, d] standardised (chosen - rejected) features -> (mu, logvar) [G, m]."""
+        h = self.phi(diffs)
+        if mask is None:
+            h = h.mean(1)
+        else:
+            m = mask.unsqueeze(-1).float()
+            h = (h * m).sum(1) / m.sum(1).clamp(min=1)
+        mu, logvar = self.to_q(h).chunk(2, -1)
+        return mu, logvar.clamp(-10, 10)
+
+    def _diffs(self, xc, xr):
+        return (xc.float() - xr.float()) / self.sd  # the means cancel
+
+    def prepare(self, xc, xr, u):
+        order = torch.argsort(u, stable=True)
+        counts = torch.bincount(u, minlength=len(self.users))
+        self._ctx = (self._diffs(xc, xr)[order], torch.cumsum(counts, 0) - counts, counts)
+        self.refresh()
+
+    def pair_logits(self, xc, xr, u):
+        D, start, count = self._ctx
+        users, inv = torch.unique(u, return_inverse=True)
+        pick = (torch.rand(len(users), self.arch["n_context"], device=D.device) * count[users, None]).long()
+        mu, logvar = self.encode(D[start[users, None] + pick])
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        kl = 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum(-1).mean()
+        xcs, xrs = (xc.float() - self.mu) / self.sd, (xr.float() - self.mu) / self.sd
+        return self.reward_z(xcs, z[inv]) - self.reward_z(xrs, z[inv]), self.arch["beta"] * kl
+
+    @torch.no_grad()
+    def _posterior_means(self, D, start, count):
+        G, C = len(count), int(count.max())
+        pos = torch.arange(C, device=D.device)
+        mask = pos[None] < count[:, None]
+        idx = (start[:, None] + pos[None]).clamp(max=len(D) - 1)
+        return self.encode(D[idx], mask)[0]
+
+    def refresh(self):
+        self.Z = self._posterior_means(*self._ctx)
+
+    def adapt_users(self, records, features=None, **kw) -> "VPL":
+        """Unseen users: encode their pairs as context (no gradient step)."""
+        new = sorted({r["user"] for r in records})
+        known = [u for u in new if u in self.users]
+        if known:
+            raise ValueError(f"adapt: user(s) {known[:5]} already known to this vpl model")
+        xc, xr = self._pair_tensors(records, features)
+        u = torch.tensor([new.index(r["user"]) for r in records], device=self.mu.device)
+        order = torch.argsort(u, stable=True)
+        counts = torch.bincount(u, minlength=len(new))
+        z = self._posterior_means(self._diffs(xc, xr)[order], torch.cumsum(counts, 0) - counts, counts)
+        self.Z = torch.cat([self.Z, z])
+        self.users += new
+        return self
+
+    def __getstate__(self):  # deepcopy / pickle without the training context
+        state = self.__dict__.copy()
+        state["_ctx"] = None
+        return state
+
+
+METHODS: dict[str, type[RewardModel]] = {c.method: c for c in (BT, Individual, UserEmbedding, LoRe, PAL, VPL)}
+
+
+# ======================================================================================
+# training
+# ======================================================================================
+def _train_records(records):
+    """The seen users' training pairs (records without these fields count as such)."""
+    out = [r for r in records if r.get("split", "train") == "train" and r.get("user_group", "seen") == "seen"]
+    if not out:
+        raise ValueError(f"train: none of the {len(records)} records is a seen user's training pair")
+    return out
+
+
+def _val_split(recs, val_frac, g):
+    by_user: dict[str, list[dict]] = {}
+    for r in recs:
+        by_user.setdefault(r["user"], []).append(r)
+    val, tr = [], []
+    for user in sorted(by_user):
+        ps = by_user[user]
+        perm = torch.randperm(len(ps), generator=g).tolist()
+        n_val = min(int(round(val_frac * len(ps))), len(ps) - 1)
+        val += [ps[i] for i in perm[:n_val]]
+        tr += [ps[i] for i in perm[n_val:]]
+    return val, tr
+
+
+def _check_finite(pf: PairFeatures, records):
+    i = pf.rows(records)
+    bad = ~(torch.isfinite(pf.chosen[i]).all(-1) & torch.isfinite(pf.rejected[i]).all(-1))
+    if bad.any():
+        ids = [records[j]["pair_id"] for j in bad.nonzero()[:, 0].tolist()]
+        raise ValueError(f"non-finite features (NaN/inf) for {len(ids)} pair(s), e.g. pair_id {ids[:3]}")
+
+
+def _device(device):
+    if device is not None:
+        return torch.device(device)
+    from accelerate import PartialState
+
+    return PartialState().device
+
+
+def train(method: str, records, features, *, seed: int = 0, epochs: int = 200, batch_size: int = 64,
+          lr: float = 1e-2, weight_decay: float = 1e-2, val_frac: float = 0.15, patience: int = 20,
+          prefix_train: bool = False, n_prefix: int = 4, cache_dir=None, device=None, progress: bool = True,
+          diverge_factor: float = 20.0, finetune: str | None = None, lora_r: int = 8,
+          **arch) -> RewardModel:
+    """Train a personalized reward model with the Bradley-Terry loss ``-log sigmoid(r(x, y+) - r(x, y-))``.
+
+    ``records``: preference pairs (lib/preflamp.py schema); the seen users' train pairs are used, a
+    seeded ``val_frac`` of each user's pairs is held out for early stopping (best validation loss, ``patience``
+    epochs). ``features``: a :class:`PairFeatures` or a featurizer of lib/features.py (features are
+    then computed, cached under ``cache_dir``). AdamW, mini-batches, on the GPU when present
+    (accelerate's device). ``prefix_train`` adds the pairs of random prefixes (same relative cut on
+    both sides) to the training pairs. ``finetune="lora"`` trains LoRA adapters of a causal-LM
+    backbone jointly with the head (see :func:`_train_lora`). A NaN loss or a training loss above
+    ``diverge_factor`` times its initial value stops with :class:`FloatingPointError`.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; known: {sorted(METHODS)}")
+    hp = dict(seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, val_frac=val_frac,
+              patience=patience, prefix_train=prefix_train, n_prefix=n_prefix if prefix_train else 0,
+              finetune=finetune)
+    recs = _train_records(records)
+    users = sorted({r["user"] for r in recs})
+    seed_everything(seed)
+    if finetune is not None:
+        return _train_lora(method, recs, users, features, hp, lora_r, device, progress, diverge_factor, arch)
+    pf = features if isinstance(features, PairFeatures) else PairFeatures.compute(
+        features, recs, n_prefix=hp["n_prefix"], cache_dir=cache_dir, seed=seed, progress=progress)
+    _check_finite(pf, recs)
+    if prefix_train:
+        hp["n_prefix"] = int(pf.take(recs[:1], prefixes=True)[0].shape[1])
+    rm = METHODS[method](pf.backbone, pf.kind, pf.dim, users, **arch)
+    dev = _device(device)
+    rm.to(dev)
+
+    # validation split (stratified by user: every user keeps most pairs for training), then tensors
+    g = torch.Generator().manual_seed(seed)
+    val, tr = _val_split(recs, val_frac, g) if len(recs) >= 10 else ([], recs)
+    uix = {u: i for i, u in enumerate(users)}
+    xc, xr = (t.to(dev) for t in pf.take(tr))
+    u = torch.tensor([uix[r["user"]] for r in tr], device=dev)
+    allf = torch.cat([xc, xr]).float()
+    rm.mu.copy_(allf.mean(0))
+    rm.sd.copy_(allf.std(0).clamp(min=1e-4))
+    rm.prepare(xc, xr, u)
+    if prefix_train:
+        pc, pr = (t.to(dev) for t in pf.take(tr, prefixes=True))
+        P = pc.shape[1]
+        xc, xr = torch.cat([xc, pc.reshape(-1, pf.dim)]), torch.cat([xr, pr.reshape(-1, pf.dim)])
+        u = torch.cat([u, u.repeat_interleave(P)])
+    if val:
+        vc, vr = (t.to(dev) for t in pf.take(val))
+        vu = torch.tensor([uix[r["user"]] for r in val], device=dev)
+    else:  # too few pairs: early stopping on the training loss
+        vc, vr, vu = xc, xr, u
+
+    def val_loss():
+        rm.eval()
+        with torch.no_grad():
+            d = rm.head(vc, vu) - rm.head(vr, vu)
+        loss = F.softplus(-d).mean().item()
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"train {method}: validation loss is {loss}; lower lr (now {lr})")
+        return loss, (d > 0).float().mean().item()
+
+    opt = torch.optim.AdamW(rm.parameters(), lr=lr, weight_decay=weight_decay)
+    best_loss = init_loss = val_loss()[0]
+    best_state, best_epoch, bad, t0 = copy.deepcopy(rm.state_dict()), 0, 0, time.time()
+    ref = None
+    bar = tqdm(range(1, epochs + 1), disable=not progress, desc=f"train {method}", leave=False)
+    for epoch in bar:
+        rm.train()
+        order = torch.randperm(len(u), generator=g).to(dev)
+        tot = 0.0
+        for s in range(0, len(order), batch_size):
+            b = order[s : s + batch_size]
+            d, extra = rm.pair_logits(xc[b], xr[b], u[b])
+            loss = F.softplus(-d).mean() + extra
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"train {method}: loss is {loss.item()} at epoch {epoch}, step {s // batch_size}; "
+                                         f"lower lr (now {lr}) or check the features for NaN/inf")
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            tot += loss.item() * len(b)
+        tot /= len(order)
+        ref = tot if ref is None else ref
+        if tot > diverge_factor * max(ref, init_loss):
+            raise FloatingPointError(f"train {method}: training loss diverged to {tot:.3g} at epoch {epoch} "
+                                     f"(first epoch {ref:.3g}); lower lr (now {lr})")
+        rm.refresh()
+        vl, vacc = val_loss()
+        bar.set_postfix(train=f"{tot:.3f}", val=f"{vl:.3f}", val_acc=f"{vacc:.2f}")
+        if vl < best_loss - 1e-5:
+            best_loss, best_state, best_epoch, bad = vl, copy.deepcopy(rm.state_dict()), epoch, 0
+        else:
+            bad += 1
+            if bad >= patience:
+                break
+    rm.load_state_dict(best_state)
+    rm.eval()
+    rm.train_hparams = hp | {"n_train": len(tr), "n_val": len(val), "n_users": len(users)}
+    rm.metrics = {"best_epoch": best_epoch, "epochs_run": epoch, "val_loss": best_loss, "val_acc": val_loss()[1],
+                  "init_val_loss": init_loss, "train_seconds": round(time.time() - t0, 3)}
+    return rm
+
+
+# --- LoRA fine-tuned backbone -------------------------------------------------------------
+def _lm_last_with_grad(feat, seqs):
+    """Last-token hidden state of token sequences, with gradients (right padding)."""
+    lens = torch.tensor([len(s) for s in seqs])
+    ids = torch.full((len(seqs), int(lens.max())), feat.tok.pad_token_id or 0, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)], mask[i, : len(s)] = torch.tensor(s), 1
+    h = feat.decoder(input_ids=ids.to(feat.device), attention_mask=mask.to(feat.device)).last_hidden_state
+    return h[torch.arange(len(seqs)), lens.to(h.device) - 1].float()
+
+
+def _train_lora(method, recs, users, feat, hp, lora_r, device, progress, diverge_factor, arch):
+    """Fine-tune LoRA adapters (q, v projections; Hu et al. 2022) of a causal-LM featurizer jointly
+    with the reward head: the paper profile's fine-tuned backbone. No validation split or prefix
+    training here: ``hp["epochs"]`` passes over the pairs; the head standardises with the frozen
+    backbone's statistics."""
+    from peft import LoraConfig, get_peft_model
+
+    from .features import LMFeaturizer
+
+    if hp["finetune"] != "lora" or getattr(feat, "kind", None) != "lm_last":
+        raise ValueError("finetune='lora' needs a causal-LM featurizer (LMFeaturizer)")
+    if hp["prefix_train"]:
+        raise ValueError("prefix_train is not supported with a fine-tuned backbone")
+    pf = PairFeatures.compute(feat, recs, progress=progress)  # frozen statistics for standardisation
+    rm = METHODS[method](feat.name, feat.kind, feat.dim, users, **arch)
+    dev = _device(device) if device is not None else feat.device
+    model = get_peft_model(copy.deepcopy(feat.model), LoraConfig(r=lora_r, lora_alpha=2 * lora_r, target_modules=["q_proj", "v_proj"],
+                                                  lora_dropout=0.0))
+    ft = LMFeaturizer(model, feat.tok, batch_size=feat.batch_size, max_length=feat.max_length, name=feat.name)
+    rm.to(dev)
+    allf = torch.cat([pf.chosen, pf.rejected])
+    rm.mu.copy_(allf.mean(0))
+    rm.sd.copy_(allf.std(0).clamp(min=1e-4))
+    uix = {u: i for i, u in enumerate(users)}
+    u_all = torch.tensor([uix[r["user"]] for r in recs], device=dev)
+    rm.prepare(pf.chosen.to(dev), pf.rejected.to(dev), u_all)
+    seqs = [(sum(ft._ids(r["prompt"], r["chosen"]), []), sum(ft._ids(r["prompt"], r["rejected"]), [])) for r in recs]
+    params = list(rm.parameters()) + [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
+    g, t0, losses = torch.Generator().manual_seed(hp["seed"]), time.time(), []
+    model.train()
+    for epoch in tqdm(range(1, hp["epochs"] + 1), disable=not progress, desc=f"train {method}+lora", leave=False):
+        order = torch.randperm(len(recs), generator=g)
+        tot = 0.0
+        for s in range(0, len(order), hp["batch_size"]):
+            b = order[s : s + hp["batch_size"]].tolist()
+            h = _lm_last_with_grad(ft, [seqs[i][0] for i in b] + [seqs[i][1] for i in b])
+            d, extra = rm.pair_logits(h[: len(b)], h[len(b):], u_all[b])
+            loss = F.softplus(-d).mean() + extra
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"train {method}+lora: loss is {loss.item()} at epoch {epoch}; lower lr")
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            tot += loss.item() * len(b)
+        losses.append(tot / len(recs))
+        if losses[-1] > diverge_factor * losses[0]:
+            raise FloatingPointError(f"train {method}+lora: loss diverged to {losses[-1]:.3g} at epoch {epoch}")
+    model.eval()
+    rm._featurizer, rm.finetuned = ft, True
+    if isinstance(rm, VPL):  # latents from the fine-tuned features
+        rm.prepare(*(t.to(dev) for t in PairFeatures.compute(ft, recs, progress=False).take(recs)), u_all)
+    rm.eval()
+    rm.train_hparams = hp | {"lora_r": lora_r, "n_train": len(recs), "n_users": len(users)}
+    rm.metrics = {"train_losses": losses, "train_seconds": round(time.time() - t0, 3)}
+    return rm
+
+
+# ======================================================================================
+# RM accuracy
+# ======================================================================================
+def bootstrap_ci(correct, n_resamples: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of a mean (scipy.stats.bootstrap); NaN for fewer than 2 values."""
+    from scipy.stats import bootstrap
+
+    correct = np.asarray(correct, dtype=float)
+    if len(correct) < 2:
+        return float("nan"), float("nan")
+    if np.all(correct == correct[0]):
+        return float(correct[0]), float(correct[0])
+    res = bootstrap((correct,), np.mean, n_resamples=n_resamples, confidence_level=level, method="percentile",
+                    random_state=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def pair_correct(rm: RewardModel, records, features=None) -> np.ndarray:
+    """1 where r(chosen) > r(rejected) for the pair's user, 0.5 on a tie, else 0."""
+    if not records:
+        return np.zeros(0)
+    xc, xr = rm._pair_tensors(records, features)
+    u = rm.user_index([r["user"] for r in records]).to(rm.mu.device)
+    with torch.no_grad():
+        d = (rm.head(xc, u) - rm.head(xr, u)).cpu().numpy()
+    return (d > 0) + 0.5 * (d == 0)
+
+
+def adapt_unseen(rm: RewardModel, records, features=None, **adapt_kw) -> RewardModel:
+    """Adapt ``rm`` in place to every unseen user of ``records`` it does not know, on their train pairs."""
+    recs = [r for r in records if r["user_group"] == "unseen" and r["split"] == "train" and r["user"] not in rm.users]
+    if recs and not (rm.method == "bt"):
+        rm.adapt_users(recs, features, **adapt_kw)
+    elif recs:
+        rm.users += sorted({r["user"] for r in recs})
+    return rm
+
+
+def rm_accuracy(rm: RewardModel, records, features=None, n_resamples: int = 2000, seed: int = 0,
+                return_pairs: bool = False, **adapt_kw) -> dict:
+    """RM accuracy on the test pairs of seen users and of unseen users, with 95% bootstrap CIs.
+
+    Unseen users the model does not know yet are adapted (on a copy) from their train pairs, as in
+    deployment: few-shot adaptation, then evaluation on their test pairs. ``return_pairs`` adds the
+    per-pair correctness arrays (``correct_seen``, ``correct_unseen``, ordered like ``records``).
+    """
+    test = [r for r in records if r["split"] == "test"]
+    unknown = {r["user"] for r in records if r["user_group"] == "unseen" and r["user"] not in rm.users}
+    model = rm
+    if unknown and rm.method != "bt":
+        feat, rm._featurizer = rm._featurizer, None  # do not deep-copy a language model
+        try:
+            model = copy.deepcopy(rm)
+        finally:
+            rm._featurizer = feat
+        model._featurizer = feat
+        adapt_unseen(model, records, features, **adapt_kw)
+    out = {}
+    for group in ("seen", "unseen"):
+        recs = [r for r in test if r["user_group"] == group]
+        c = pair_correct(model, recs, features)
+        lo, hi = bootstrap_ci(c, n_resamples, seed)
+        out |= {f"rm_acc_{group}": float(c.mean()) if len(c) else float("nan"), f"ci_lo_{group}": lo,
+                f"ci_hi_{group}": hi, f"n_{group}": int(len(c))}
+        if return_pairs:
+            out[f"correct_{group}"] = c
+    return out
+
+
+# ======================================================================================
+# the model zoo of notebook 02
+# ======================================================================================
+def model_name(method: str, backbone: str, seed: int, prefix_train: bool) -> str:
+    return f"{method}-{backbone}-{seed}-{'prefix' if prefix_train else 'full'}"
+
+
+def train_zoo(records, features, task: str, out_root, methods=tuple(METHODS), seeds=(0,), prefix_options=(False,),
+              hparams: dict | None = None, arch: dict | None = None, adapt_kw: dict | None = None,
+              n_resamples: int = 2000, finetune: str | None = None, progress: bool = True):
+    """Train every (method, seed, prefix_train) on one task and one backbone's features.
+
+    Each model is adapted to the task's unseen users (few-shot, their train pairs), evaluated with
+    :func:`rm_accuracy` and saved under ``out_root/<task>/<method>-<backbone>-<seed>-<full|prefix>``.
+    ``features``: :class:`PairFeatures` of all ``records`` or, with ``finetune="lora"``, a featurizer.
+    ``hparams`` go to :func:`train`; ``arch`` maps a method to its architecture options (e.g.
+    ``{"lore": {"rank": 8}}``); ``adapt_kw`` go to :meth:`RewardModel.adapt_users`.
+    Returns (index rows, per-pair correctness ``{(task, backbone, method, seed, prefix): {"seen": [...],
+    "unseen": [...]}}``, the input of :func:`accuracy_table`).
+    """
+    hparams, arch, adapt_kw = dict(hparams or {}), dict(arch or {}), dict(adapt_kw or {})
+    rows, correct = [], {}
+    grid = [(m, s, p) for m in methods for s in seeds for p in prefix_options if not (finetune and p)]
+    for method, seed, prefix in tqdm(grid, desc=f"reward models [{task}]", disable=not progress):
+        rm = train(method, records, features, seed=seed, prefix_train=prefix, finetune=finetune, progress=False,
+                   **hparams, **arch.get(method, {}))
+        pf = features if finetune is None else PairFeatures.compute(rm.featurizer, records, progress=False)
+        adapt_unseen(rm, records, pf, **adapt_kw)
+        acc = rm_accuracy(rm, records, pf, n_resamples=n_resamples, seed=seed, return_pairs=True)
+        backbone = rm.backbone + ("+lora" if finetune else "")
+        correct[(task, backbone, method, seed, prefix)] = {"seen": acc.pop("correct_seen"),
+                                                           "unseen": acc.pop("correct_unseen")}
+        name = model_name(method, backbone, seed, prefix)
+        rm.metrics |= acc
+        rm.save(Path(out_root) / task / name)
+        rows.append({"task": task, "method": method, "backbone": backbone, "seed": seed, "prefix_train": prefix,
+                     "dir": f"{task}/{name}", **acc, "val_acc": rm.metrics.get("val_acc"),
+                     "best_epoch": rm.metrics.get("best_epoch"), "train_seconds": rm.metrics["train_seconds"]})
+    return rows, correct
+
+
+def accuracy_table(index, correct, n_resamples: int = 2000, seed: int = 0):
+    """One row per (task, method, backbone, prefix_train): RM accuracy averaged over seeds, with a 95%
+    bootstrap CI over test pairs of the seed-averaged per-pair correctness, and mean training time."""
+    import pandas as pd
+
+    rows = []
+    for key, g in index.groupby(["task", "method", "backbone", "prefix_train"], sort=False):
+        row = dict(zip(["task", "method", "backbone", "prefix_train"], key), seeds=len(g))
+        for group in ("seen", "unseen"):
+            c = np.mean([correct[(r.task, r.backbone, r.method, r.seed, r.prefix_train)][group]
+                         for r in g.itertuples()], 0)
+            lo, hi = bootstrap_ci(c, n_resamples, seed)
+            row |= {f"rm_acc_{group}": float(np.mean(c)) if np.size(c) else float("nan"), f"ci_lo_{group}": lo,
+                    f"ci_hi_{group}": hi}
+        row["train_seconds"] = float(g.train_seconds.mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot_accuracy(table, prefix_train: bool = False):
+    """Bar plot of RM accuracy (seen / unseen users) per task, method and backbone, with 95% CIs."""
+    import matplotlib.pyplot as plt
+
+    t = table[table.prefix_train == prefix_train]
+    tasks, methods, backbones = list(dict.fromkeys(t.task)), list(dict.fromkeys(t.method)), list(dict.fromkeys(t.backbone))
+    fig, axes = plt.subplots(2, len(tasks), figsize=(4.2 * len(tasks), 6), squeeze=False, sharey=True)
+    width = 0.8 / max(len(backbones), 1)
+    for j, task in enumerate(tasks):
+        for i, group in enumerate(("seen", "unseen")):
+            ax = axes[i, j]
+            for b, bb in enumerate(backbones):
+                s = t[(t.task == task) & (t.backbone == bb)].set_index("method").reindex(methods)
+                y = s[f"rm_acc_{group}"].to_numpy(float)
+                err = np.stack([y - s[f"ci_lo_{group}"].to_numpy(float), s[f"ci_hi_{group}"].to_numpy(float) - y])
+                ax.bar(np.arange(len(methods)) + (b - (len(backbones) - 1) / 2) * width, y, width, yerr=err,
+                       capsize=2, label=bb)
+            ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+            ax.set_xticks(np.arange(len(methods)), methods, rotation=35, ha="right")
+            ax.set_ylim(0, 1.05)
+            ax.set_title(f"{task} - {group} users")
+            if j == 0:
+                ax.set_ylabel("RM accuracy")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.tight_layout()
+    fig.legend(handles, labels, title="backbone", loc="upper center", ncol=len(backbones), bbox_to_anchor=(0.5, 1.06))
+    return fig

@@ -1,0 +1,174 @@
+"""Loaders of the multi-user preference datasets (lib/prefdata.py) on small files in the hub schema."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lib import prefdata
+
+FIELDS = {"pair_id", "task", "user", "user_group", "split", "prompt", "chosen", "rejected"}
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def check_schema(recs, task, n_users):
+    assert recs and all(set(r) == FIELDS for r in recs)
+    assert all(r["task"] == task for r in recs)
+    assert len({r["pair_id"] for r in recs}) == len(recs)
+    groups = {r["user"]: r["user_group"] for r in recs}
+    assert len(groups) == n_users and set(groups.values()) == {"seen", "unseen"}
+    for user in groups:  # every user has train and test pairs
+        assert {r["split"] for r in recs if r["user"] == user} == {"train", "test"}
+
+
+# ------------------------------------------------------------------------------- TL;DR
+def tldr_rows(n_workers=4, n=5):
+    rows = []
+    for w in range(n_workers):
+        for j in range(n):
+            rows.append({"info": {"id": f"t3_{w}{j}", "post": f"My post {j} about cats.", "title": f"Title {j}",
+                                  "subreddit": "cats"},
+                         "summaries": [{"text": f" short summary {w}-{j} ", "policy": "sup", "note": None},
+                                       {"text": f"long summary {w}-{j}", "policy": "ppo", "note": None}],
+                         "choice": (w + j) % 2, "worker": f"worker{w}", "split": "train", "batch": "b1",
+                         "extra": {"confidence": 7}})
+    return rows
+
+
+def test_tldr_maps_fixture(tmp_path):
+    rows = tldr_rows()
+    recs = prefdata.load("tldr", path=write_jsonl(tmp_path / "comparisons.jsonl", rows), seed=0)
+    check_schema(recs, "tldr", 4)
+    assert Counter(r["user_group"] for r in recs)["unseen"] == 5  # 1 of 4 workers
+    for r in recs:
+        w, j = (int(c) for c in r["chosen"].split()[-1].split("-"))
+        src = rows[w * 5 + j]
+        assert r["user"] == src["worker"]
+        assert r["chosen"] == src["summaries"][src["choice"]]["text"].strip()
+        assert r["rejected"] == src["summaries"][1 - src["choice"]]["text"].strip()
+        assert r["prompt"] == f"SUBREDDIT: r/cats\nTITLE: Title {j}\nPOST: My post {j} about cats.\n\nTL;DR:"
+    again = prefdata.load("tldr", path=tmp_path / "comparisons.jsonl", seed=0)
+    assert again == recs  # seeded
+
+
+def test_tldr_reads_parquet_folder(tmp_path):
+    (tmp_path / "d").mkdir()
+    pd.DataFrame(tldr_rows()[:10]).to_parquet(tmp_path / "d" / "a.parquet")
+    pd.DataFrame(tldr_rows()[10:]).to_parquet(tmp_path / "d" / "b.parquet")
+    assert len(prefdata.load_tldr(path=tmp_path / "d")) == 20
+
+
+def test_tldr_rejects_malformed(tmp_path):
+    rows = tldr_rows()
+    rows[3]["summaries"] = rows[3]["summaries"][:1]
+    f = write_jsonl(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(ValueError, match=r"bad\.jsonl: record 3.*'summaries'"):
+        prefdata.load_tldr(path=f)
+    rows = tldr_rows()
+    rows[7]["worker"] = ""
+    with pytest.raises(ValueError, match=r"record 7: field 'worker'"):
+        prefdata.load_tldr(path=write_jsonl(tmp_path / "bad2.jsonl", rows))
+
+
+def test_hub_unreachable_gives_instructions(monkeypatch):
+    import datasets
+
+    def offline(*a, **k):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(RuntimeError, match="huggingface-cli download --repo-type dataset openai/summarize_from_feedback"):
+        prefdata.load_tldr()
+
+
+# ------------------------------------------------------------------------------- PRISM
+def prism_rows(n_users=4, n_turns=4):
+    rows = []
+    for u in range(n_users):
+        for t in range(n_turns):
+            k = 4 if t == 0 else 2
+            for i in range(k):
+                rows.append({"utterance_id": f"ut{u}{t}{i}", "interaction_id": f"int{u}{t}", "conversation_id": f"c{u}",
+                             "user_id": f"user{u}", "turn": t, "within_turn_id": i, "user_prompt": f"question {u} {t}",
+                             "model_response": f"answer {u} {t} {i}", "model_name": "m", "score": 10 * ((i + u) % k) + 5,
+                             "if_chosen": False})
+    return rows
+
+
+def test_prism_maps_fixture(tmp_path):
+    rows = prism_rows()
+    recs = prefdata.load("prism", path=write_jsonl(tmp_path / "utterances.jsonl", rows))
+    check_schema(recs, "prism", 4)
+    assert len(recs) == 4 * 4  # one max-vs-min pair per turn
+    score = {r["model_response"]: r["score"] for r in rows}
+    for r in recs:
+        u, t = r["prompt"].split()[1:]
+        turn = [x for x in rows if x["user_id"] == f"user{u}" and x["turn"] == int(t)]
+        assert r["user"] == f"user{u}"
+        assert score[r["chosen"]] == max(x["score"] for x in turn)
+        assert score[r["rejected"]] == min(x["score"] for x in turn)
+    all_pairs = prefdata.load_prism(path=tmp_path / "utterances.jsonl", pairs="all")
+    assert len(all_pairs) == 4 * (6 + 1 + 1 + 1) and all(score[r["chosen"]] > score[r["rejected"]] for r in all_pairs)
+
+
+def test_prism_rejects_malformed(tmp_path):
+    rows = prism_rows()
+    rows[5]["score"] = None
+    with pytest.raises(ValueError, match=r"record 5: field 'score'"):
+        prefdata.load_prism(path=write_jsonl(tmp_path / "u.jsonl", rows))
+
+
+# ------------------------------------------------------------------------------- PersonalLLM
+RMS = ["gemma_2b", "mistral_raft", "oasst_deberta_v3"]
+
+
+def personalllm_frame(n=30, n_resp=8, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        row = {"prompt": f"prompt {i}", "subset": "x", "prompt_id": i}
+        for j in range(1, n_resp + 1):
+            row[f"response_{j}"] = f"response {i}.{j}"
+            for k, rm in enumerate(RMS):
+                row[f"response_{j}_{rm}"] = float(rng.normal(loc=3 * k, scale=1 + k))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_personalllm_simulated_users(tmp_path):
+    df = personalllm_frame()
+    df.to_parquet(tmp_path / "train.parquet")
+    recs = prefdata.load("personalllm", path=tmp_path / "train.parquet", n_users=6, prompts_per_user=10, alpha=0.1,
+                         seed=3)
+    check_schema(recs, "personalllm", 6)
+    S = np.stack([[[df.loc[i, f"response_{j}_{rm}"] for rm in RMS] for j in range(1, 9)] for i in range(len(df))])
+    S = (S - S.mean((0, 1))) / S.std((0, 1))
+    W = prefdata.dirichlet_users(6, len(RMS), 0.1, 3)
+    for r in recs:
+        u = int(r["user"][4:])
+        i, jc = (int(x) for x in r["chosen"].split()[1].split("."))
+        jr = int(r["rejected"].split()[1].split(".")[1])
+        assert r["prompt"] == f"prompt {i}"
+        assert S[i, jc - 1] @ W[u] > S[i, jr - 1] @ W[u]
+    # different users disagree on some comparisons (the point of the simulation)
+    assert len({tuple(np.round(w, 3)) for w in W}) == 6
+
+
+def test_personalllm_rejects_malformed(tmp_path):
+    df = personalllm_frame()
+    rows = df.to_dict("records")
+    rows[4]["response_2_mistral_raft"] = "high"
+    with pytest.raises(ValueError, match=r"record 4: field 'response_2_mistral_raft'"):
+        prefdata.load_personalllm(path=write_jsonl(tmp_path / "p.jsonl", rows), n_users=3)
+
+
+def test_split_users_needs_two_users():
+    with pytest.raises(ValueError, match="need 2"):
+        prefdata.split_users({"a": [{"pair_id": "1"}] * 5}, "t")
