@@ -172,6 +172,7 @@ def load_causal_lm(name: str, device=None, dtype=None):
     src = _hub_source(s) if s.source == "hub" else local_folder(name)
     model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype).to(device).eval()
     model.requires_grad_(False)
+    model.registry_name = name  # lets lib.rgd tell whether a reward model shares the policy's backbone
     tok = load_tokenizer(name)
     return model, tok
 

@@ -1,0 +1,341 @@
+"""Benchmark reward-guided decoding (lib/rgd.py): tokens/s of every path against plain greedy.
+
+    python scripts/bench_rgd.py                                   # CPU, packaged SmolLM2-135M
+    python scripts/bench_rgd.py --device cuda --random-arch qwen2.5-7b --batch 1 8 32 --out DIR
+
+Prints one table: tokens/s (batch x new tokens / wall time, prefill included) of HF ``generate``
+greedy, our plain greedy loop, naive RGD (every candidate sequence re-encoded each step), path a
+(shared backbone), b (separate same-size reward LM) and c (MiniLM text reward; SmolLM2 only),
+each with its ratio to HF greedy and to our plain greedy loop (x_plain, same loop overhead)
+measured in the same run, its ratio to its own batch-1 throughput (x_batch1), and peak memory (GPU: max allocated;
+CPU: peak process RSS, models included, sampled every 5 ms). Then the bookkeeping check (an RGD step against the
+forwards it needs, each timed alone) and the long-prompt check (time per step vs prompt length).
+Random-arch models are Qwen2.5 architectures with random weights (speed does not depend on
+weights), built from the config numbers below, no download; prompts are random token ids.
+The reward head is a linear head with one vector per user (as in the tests).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import sys
+
+import pandas as pd
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing lib
+from lib import rgd  # noqa: E402
+from lib.rewards import RewardModel  # noqa: E402
+
+QWEN25 = {  # Qwen2.5-*-Instruct config.json numbers
+    "qwen2.5-0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                         num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "qwen2.5-7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+                       num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
+}
+
+
+class LinearUserRM(RewardModel):
+    method = "bench-linear"
+
+    def __init__(self, backbone, kind, dim, users, seed=0):
+        super().__init__(backbone, kind, dim, users)
+        g = torch.Generator().manual_seed(seed)
+        self.a = nn.Parameter(torch.randn(dim, generator=g) / dim ** 0.5)
+        self.u = nn.Parameter(torch.randn(len(users), dim, generator=g) / dim ** 0.5)
+
+    def head(self, feats, user_idx):
+        return (feats * (self.a + self.u[user_idx])).sum(-1)
+
+
+class IdTokenizer:
+    """Stand-in tokenizer for random-arch models: prompts are token ids, nothing is decoded."""
+
+    pad_token_id, eos_token_id = 0, None
+
+    def decode(self, ids, skip_special_tokens=True):
+        return ""
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+class PeakMemory:
+    """Peak memory during a block: CUDA max allocated, or the process's CPU RSS (models included),
+    sampled every 5 ms."""
+
+    def __init__(self, device):
+        self.device, self.peak_mb = device, 0.0
+
+    @staticmethod
+    def _rss():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            self.top, self.stop = self._rss(), False
+
+            def watch():
+                while not self.stop:
+                    self.top = max(self.top, self._rss())
+                    time.sleep(0.005)
+
+            self.thread = threading.Thread(target=watch, daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            self.peak_mb = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            self.stop = True
+            self.thread.join()
+            self.peak_mb = self.top / 2**20
+
+
+def build(args, device, dtype):
+    """(policy, tok, rm_featurizer for path b, encoder featurizer for path c or None, make_prompts)."""
+    if args.random_arch:
+        from transformers import Qwen2Config, Qwen2ForCausalLM
+
+        def make(seed):
+            torch.manual_seed(seed)
+            cfg = Qwen2Config(**QWEN25[args.random_arch], max_position_embeddings=32768, rope_theta=1e6,
+                              rms_norm_eps=1e-6, use_sliding_window=False, attn_implementation=args.attn)
+            old = torch.get_default_dtype()
+            torch.set_default_dtype(dtype)
+            try:
+                with torch.device(device):
+                    m = Qwen2ForCausalLM(cfg)
+            finally:
+                torch.set_default_dtype(old)
+            m.generation_config.eos_token_id = None
+            return m.eval().requires_grad_(False)
+
+        policy, tok = make(0), IdTokenizer()
+        rm_feat = SimpleNamespace(model=make(1), tok=tok, kind="lm_last")
+        g = torch.Generator().manual_seed(0)
+
+        def prompts(B, L):
+            return [torch.randint(100, 20000, (L,), generator=g).tolist() for _ in range(B)]
+
+        return policy, tok, rm_feat, None, prompts, args.random_arch
+
+    from lib import models
+    from lib.features import EncoderFeaturizer, LMFeaturizer
+
+    policy, tok = models.load_causal_lm(args.model, device=device, dtype=dtype)
+    rm_model, _ = models.load_causal_lm(args.model, device=device, dtype=dtype)  # a same-size separate RM
+    rm_feat = LMFeaturizer(rm_model, tok, name=f"{args.model}-rm")
+    enc = EncoderFeaturizer.from_name("minilm-l6", device=device) if "text" in args.methods else None
+    words = ("markets rallied on tuesday as investors weighed new inflation data and the central bank signalled "
+             "that rates could stay higher for longer while technology shares led the gains").split()
+
+    def prompts(B, L):  # user messages whose chat-formatted prompt has about L tokens
+        base = len(models.prompt_ids(tok, "Generate a headline for this article: "))
+        n = max(1, int((L - base) / 1.2))
+        return [f"Generate a headline for this article ({i}): " + " ".join(words[(i + j) % len(words)] for j in range(n))
+                for i in range(B)]
+
+    return policy, tok, rm_feat, enc, prompts, args.model
+
+
+def hf_greedy(policy, tok, prompts, n):
+    ids, mask = rgd.left_pad(rgd._prompt_ids(tok, prompts)[0] if isinstance(prompts[0], str) else prompts,
+                             tok.pad_token_id or 0, next(policy.parameters()).device)
+    gc = copy.deepcopy(policy.generation_config)
+    gc.eos_token_id, gc.pad_token_id, gc.do_sample, gc.max_new_tokens, gc.min_new_tokens = 10**9, 0, False, n, None
+    gc.temperature = gc.top_p = gc.top_k = None
+    return policy.generate(input_ids=ids, attention_mask=mask, generation_config=gc)
+
+
+def runner(method, policy, tok, rm_feat, enc, users, args):
+    """A function (prompts, n_new) -> None running one method."""
+    dim = policy.config.hidden_size
+    if method == "hf_greedy":
+        return lambda p, n: hf_greedy(policy, tok, p, n)
+    if method == "plain":
+        return lambda p, n: rgd.generate(policy, tok, p, max_new_tokens=n, eos_token_ids=[])
+    rm, feat = {"shared": (LinearUserRM("policy", "lm_last", dim, users), None),
+                "separate": (LinearUserRM("rm", "lm_last", dim, users, seed=1), rm_feat),
+                "text": (LinearUserRM("minilm-l6", "encoder_mean", 384, users, seed=2), enc)}[
+        "shared" if method == "naive" else method]
+    rm = rm.to(next(policy.parameters()).device)
+    path = None if method != "naive" else "naive"
+    return lambda p, n: rgd.generate(policy, tok, p, users=users[: len(p)], rm=rm, w=1.0, k=args.k, max_new_tokens=n,
+                                     eos_token_ids=[], policy_name="policy", featurizer=feat, path=path,
+                                     chunk_size=args.chunk_size)
+
+
+def timed(fn, device, *a):
+    sync(device)
+    t = time.perf_counter()
+    fn(*a)
+    sync(device)
+    return time.perf_counter() - t
+
+
+def throughput_table(args, device, policy, tok, rm_feat, enc, make_prompts, users):
+    rows = []
+    for B in args.batch:
+        prompts = make_prompts(B, args.prompt_len)
+        base = None
+        for m in args.methods:
+            if m == "naive" and B not in args.naive_batch:
+                continue
+            if m == "text" and enc is None:
+                continue
+            fn = runner(m, policy, tok, rm_feat, enc, users, args)
+            n = args.naive_tokens if m == "naive" else args.new_tokens
+            fn(prompts, warm_tokens(device, n))
+            with PeakMemory(device) as mem:
+                sec = min(timed(fn, device, prompts, n) for _ in range(args.repeats))
+            tps = B * n / sec
+            base = tps if m == "hf_greedy" else base
+            rows.append({"batch": B, "method": m, "new_tokens": n, "seconds": round(sec, 3), "tokens_per_s": round(tps, 2),
+                         "x_greedy": round(tps / base, 3) if base else None, "peak_mem_mb": round(mem.peak_mb, 1)})
+            print(rows[-1], flush=True)
+    df = pd.DataFrame(rows)
+    plain = df[df.method == "plain"].set_index("batch").tokens_per_s
+    df["x_plain"] = (df.tokens_per_s / df.batch.map(plain)).round(3) if len(plain) else None
+    b1 = df[df.batch == min(args.batch)].set_index("method").tokens_per_s
+    df["x_batch1"] = (df.tokens_per_s / df.method.map(b1)).round(2)
+    return df
+
+
+def warm_tokens(device, n):
+    """Warm-up length: on CUDA every shape of the timed run (SDPA backends such as cuDNN build a plan
+    per new sequence length, tens of ms each, which would otherwise land in whichever method runs
+    first); on CPU two tokens."""
+    return n if device.type == "cuda" else 2
+
+
+def per_step(fn, device, prompts, n):
+    """Median seconds per decoding step (the engine times each step; prefill excluded)."""
+    fn(prompts, warm_tokens(device, n))
+    return statistics.median(fn(prompts, n).extra["step_s"])
+
+
+@torch.no_grad()
+def forward_alone(model, prompts, k, reps, device, tok):
+    """Time one k-candidate tree forward (+ lm_head on one row each) and one 1-token step, each alone."""
+    ids, mask = rgd.left_pad(rgd._prompt_ids(tok, prompts)[0] if isinstance(prompts[0], str) else prompts,
+                             tok.pad_token_id or 0, device)
+    h, cache = rgd.prefill(model, ids, mask)
+    B, S = ids.shape
+    pos = mask.sum(1)
+    cand = torch.randint(100, 1000, (B, k), device=device)
+    tree, one = [], []
+    for _ in range(reps):
+        sync(device)
+        t = time.perf_counter()
+        hc = rgd.tree_forward(model, cache, cand, mask, pos)
+        rgd.lm_logp(model, hc[:, 0])
+        sync(device)
+        tree.append(time.perf_counter() - t)
+        rgd.keep_entry(cache, S, None)
+        sync(device)
+        t = time.perf_counter()
+        rgd.lm_logp(model, rgd.step_one(model, cache, cand[:, 0], torch.nn.functional.pad(mask, (0, 1), value=1), pos))
+        sync(device)
+        one.append(time.perf_counter() - t)
+        rgd.keep_entry(cache, S, None)
+    return sorted(tree)[reps // 2], sorted(one)[reps // 2]
+
+
+def bookkeeping_table(args, device, policy, tok, rm_feat, enc, make_prompts, users):
+    rows = []
+    for B in args.batch:
+        prompts = make_prompts(B, args.prompt_len + args.bk_tokens // 2)  # cache about mid-run length
+        p0 = make_prompts(B, args.prompt_len)
+        tree_p, one_p = forward_alone(policy, prompts, args.k, args.bk_reps, device, tok)
+        tree_r, _ = forward_alone(rm_feat.model, prompts, args.k, args.bk_reps, device, tok)
+        for m, need in [("plain", one_p), ("shared", tree_p), ("separate", one_p + tree_r)]:
+            step = per_step(runner(m, policy, tok, rm_feat, enc, users, args), device, p0, args.bk_tokens)
+            rows.append({"batch": B, "method": m, "step_ms": round(1e3 * step, 2), "forwards_alone_ms": round(1e3 * need, 2),
+                         "ratio": round(step / need, 3)})
+            print(rows[-1], flush=True)
+    return pd.DataFrame(rows)
+
+
+def long_prompt_table(args, device, policy, tok, rm_feat, enc, make_prompts, users):
+    rows = []
+    for L in args.long_prompts:
+        prompts = make_prompts(1, L)
+        g = per_step(runner("plain", policy, tok, rm_feat, enc, users, args), device, prompts, args.long_tokens)
+        a = per_step(runner("shared", policy, tok, rm_feat, enc, users, args), device, prompts, args.long_tokens)
+        rows.append({"prompt_len": L, "greedy_step_ms": round(1e3 * g, 2), "shared_step_ms": round(1e3 * a, 2),
+                     "ratio": round(a / g, 3)})
+        print(rows[-1], flush=True)
+    df = pd.DataFrame(rows)
+    df["prompt_growth"] = (df.prompt_len / df.prompt_len.iloc[0]).round(1)  # naive re-encoding would grow ~this much
+    df["shared_step_growth"] = (df.shared_step_ms / df.shared_step_ms.iloc[0]).round(2)
+    return df
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default=None, help="default: fp32 on cpu, bf16 on cuda")
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--random-arch", choices=sorted(QWEN25), default=None)
+    ap.add_argument("--attn", default="sdpa")
+    ap.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--prompt-len", type=int, default=60)
+    ap.add_argument("--methods", nargs="+", default=["hf_greedy", "plain", "naive", "shared", "separate", "text"])
+    ap.add_argument("--naive-batch", type=int, nargs="+", default=[1], help="batches at which naive RGD runs")
+    ap.add_argument("--naive-tokens", type=int, default=None, help="default: --new-tokens")
+    ap.add_argument("--chunk-size", type=int, default=4096)
+    ap.add_argument("--repeats", type=int, default=1, help="timed runs per cell (best kept)")
+    ap.add_argument("--bk-tokens", type=int, default=24, help="steps for the bookkeeping check (0: skip)")
+    ap.add_argument("--bk-reps", type=int, default=5)
+    ap.add_argument("--long-prompts", type=int, nargs="*", default=[60, 1000, 2000])
+    ap.add_argument("--long-tokens", type=int, default=12)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--tables", nargs="+", default=["throughput", "bookkeeping", "long_prompt"])
+    ap.add_argument("--out", default=None, help="folder for the CSV tables")
+    args = ap.parse_args(argv)
+    args.naive_tokens = args.naive_tokens or args.new_tokens
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32, None: None}[args.dtype] or \
+        (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    policy, tok, rm_feat, enc, make_prompts, name = build(args, device, dtype)
+    users = [f"user{i}" for i in range(max(args.batch))]
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"
+    print(f"# {name} ({dtype}) on {where}; k={args.k}, {args.new_tokens} new tokens, prompt ~{args.prompt_len} tokens",
+          flush=True)
+    tables = {}
+    if "throughput" in args.tables:
+        tables["throughput"] = throughput_table(args, device, policy, tok, rm_feat, enc, make_prompts, users)
+    if args.bk_tokens and "bookkeeping" in args.tables:
+        tables["bookkeeping"] = bookkeeping_table(args, device, policy, tok, rm_feat, enc, make_prompts, users)
+    if args.long_prompts and "long_prompt" in args.tables:
+        tables["long_prompt"] = long_prompt_table(args, device, policy, tok, rm_feat, enc, make_prompts, users)
+    for key, df in tables.items():
+        print(f"\n## {key}: {name}, {where}\n{df.to_string(index=False)}", flush=True)
+    if args.out:  # one CSV per run, the tables stacked with a "table" column
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        out = Path(args.out) / f"bench_rgd_{name}_{device.type}.csv"
+        pd.concat([df.assign(table=key, model=name, device=where) for key, df in tables.items()]).to_csv(out, index=False)
+        print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Teacher-forced RGD scoring (lib/policy_acc.py) on tiny random Llamas."""
+import numpy as np
+import pytest
+import torch
+
+from lib import models, policy_acc, rgd
+
+from test_rgd import DEV, PROMPTS, USERS, _lm, _rm, encoder, rm_lm, tok  # noqa: F401 (fixtures)
+
+RESPONSES = ["stock market rises today", "rain and sun", "a new deep learning method"]
+REJECTED = ["the cat sat on the mat", "news today", "music film game"]
+
+
+@pytest.fixture(scope="module")
+def policy(tok):
+    return _lm(tok, 0)
+
+
+def _feat(kind, rm_lm, encoder):
+    return {"shared": None, "separate": rm_lm, "text": encoder}[kind]
+
+
+def _tf(policy, tok, kind, rm_lm, encoder, responses, k=10, **kw):
+    return policy_acc.teacher_forced(policy, tok, _rm(kind), PROMPTS, responses, USERS, k=k, policy_name="tiny",
+                                     featurizer=_feat(kind, rm_lm, encoder), progress=False, **kw)
+
+
+@torch.no_grad()
+def _loglik(policy, tok, prompt, response):
+    x, y = models.prompt_ids(tok, prompt), tok(response, add_special_tokens=False)["input_ids"]
+    logits = policy(input_ids=torch.tensor([x + y], device=DEV)).logits[0].float()
+    lp = torch.log_softmax(logits[len(x) - 1 : -1], -1)
+    return float(lp.gather(1, torch.tensor(y, device=DEV)[:, None]).sum())
+
+
+@pytest.mark.parametrize("kind", ["shared", "separate", "text"])
+def test_teacher_forced_matches_the_decoder(tok, policy, rm_lm, encoder, kind):
+    """Teacher-forcing an RGD output reproduces the decoder's own candidates, log-probs and rewards."""
+    out = rgd.generate(policy, tok, PROMPTS, USERS, rm=_rm(kind), w=1.0, k=6, max_new_tokens=12, eos_token_ids=[],
+                       return_scores=True, policy_name="tiny", featurizer=_feat(kind, rm_lm, encoder))
+    tfs = _tf(policy, tok, kind, rm_lm, encoder, out.sequences, k=6)
+    for b, tf in enumerate(tfs):
+        assert (tf.cand_ids == out.cand_ids[b].numpy()).all()
+        np.testing.assert_allclose(tf.cand_logp, out.cand_logp[b].numpy(), atol=1e-4)
+        np.testing.assert_allclose(tf.cand_r, out.cand_reward[b].numpy(), atol=1e-4)
+        assert (tf.gold_idx == out.chosen[b].numpy()).all()
+        # the gold reward is the chosen candidate's reward
+        np.testing.assert_allclose(tf.r_gold, tf.cand_r[np.arange(len(tf)), tf.gold_idx], atol=1e-4)
+
+
+def test_w0_cumulative_equals_loglik_ranking(tok, policy, rm_lm, encoder):
+    ch = _tf(policy, tok, "shared", rm_lm, encoder, RESPONSES)
+    rj = _tf(policy, tok, "shared", rm_lm, encoder, REJECTED)
+    ll_c = np.array([_loglik(policy, tok, p, r) for p, r in zip(PROMPTS, RESPONSES)])
+    ll_r = np.array([_loglik(policy, tok, p, r) for p, r in zip(PROMPTS, REJECTED)])
+    np.testing.assert_allclose([t.logp.sum() for t in ch], ll_c, atol=1e-4)
+    df = policy_acc.policy_accuracy(ch, rj, [0.0, 1.0, 5.0])
+    assert df.accuracy[0] == pytest.approx(np.mean(ll_c > ll_r))
+    # normalised at w = 0 ranks by mean log-prob per token
+    lens = lambda rs: np.array([len(tok(r, add_special_tokens=False)["input_ids"]) for r in rs])  # noqa: E731
+    dfn = policy_acc.policy_accuracy(ch, rj, [0.0], normalise=True)
+    assert dfn.accuracy[0] == pytest.approx(np.mean(ll_c / lens(RESPONSES) > ll_r / lens(REJECTED)))
+    # re-weighting equals the definition computed by hand
+    w = 5.0
+    s = lambda tfs: np.array([t.logp.sum() + w * t.r_gold.sum() for t in tfs])  # noqa: E731
+    assert df.accuracy[2] == pytest.approx(np.mean(s(ch) > s(rj)))
+
+
+def test_rgd_likelihood_full_vocab_at_w0_is_loglik(tok, policy, rm_lm, encoder):
+    V = policy.config.vocab_size
+    ch = _tf(policy, tok, "shared", rm_lm, encoder, RESPONSES, k=V)
+    sc = policy_acc.sequence_scores(ch, [0.0], "rgd_likelihood")[:, 0]
+    np.testing.assert_allclose(sc, [_loglik(policy, tok, p, r) for p, r in zip(PROMPTS, RESPONSES)], atol=1e-4)
+    # with a small k the candidate set shrinks, so the RGD likelihood is at least the log-likelihood
+    small = _tf(policy, tok, "shared", rm_lm, encoder, RESPONSES, k=3)
+    assert (policy_acc.sequence_scores(small, [0.0], "rgd_likelihood")[:, 0] >= sc - 1e-6).all()
+    assert all(t.gold_in_topk.dtype == bool for t in small)
+
+
+def test_rgd_likelihood_by_hand():
+    tf = policy_acc.TeacherForced(logp=np.log([0.5]), r_gold=np.array([1.0]), cand_ids=np.array([[7, 8]]),
+                                  cand_logp=np.log([[0.5, 0.3]]), cand_r=np.array([[1.0, 3.0]]), gold_idx=np.array([0]))
+    w = 2.0
+    s_gold, s_other = np.log(0.5) + w * 1.0, np.log(0.3) + w * 3.0
+    want = s_gold - np.logaddexp(s_gold, s_other)
+    assert policy_acc.sequence_scores([tf], [w], "rgd_likelihood")[0, 0] == pytest.approx(want)
+    tf.gold_idx = np.array([-1])  # gold not among the candidates: it joins them as an extra entry
+    s_c0 = np.log(0.5) + w * 1.0
+    want = s_gold - np.log(np.exp(s_gold) + np.exp(s_c0) + np.exp(s_other))
+    assert policy_acc.sequence_scores([tf], [w], "rgd_likelihood")[0, 0] == pytest.approx(want)
+    with pytest.raises(ValueError, match="definition"):
+        policy_acc.sequence_scores([tf], [w], "nope")
+
+
+def test_bad_input_raises(tok, policy, rm_lm, encoder):
+    with pytest.raises(ValueError, match="example 1: empty response"):
+        _tf(policy, tok, "shared", rm_lm, encoder, ["a", "", "b"])
+    with pytest.raises(ValueError, match="aligned"):
+        policy_acc.policy_accuracy([], [], [0.0])

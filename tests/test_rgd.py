@@ -1,0 +1,239 @@
+"""Reward-guided decoding (lib/rgd.py): cached paths == uncached reference, token for token.
+
+Tiny random Llamas (tests/_tiny.py) make these fast; one test uses the packaged SmolLM2.
+Set ``RGD_TEST_DEVICE=cuda`` to run them on a GPU (fp32 there too, so token equality holds).
+"""
+import os
+
+import pytest
+import torch
+from torch import nn
+
+from lib import rgd
+from lib.features import EncoderFeaturizer, LMFeaturizer
+from lib.rewards import RewardModel
+
+from _tiny import tiny_lm, tiny_tokenizer
+
+DEV = os.environ.get("RGD_TEST_DEVICE", "cpu")
+USERS = ["ann", "bob", "cy"]
+PROMPTS = ["generate a headline for this article : stock market rises today",
+           "paraphrase this tweet : rain and sun in the city",
+           "title for the paper abstract : we propose a new method for deep learning with neural network results"]
+
+
+class DummyRM(RewardModel):
+    """Linear reward with a per-user vector: r = <f, a + u_user> / sqrt(d)."""
+
+    method = "dummy"
+
+    def __init__(self, backbone, kind, dim, users=USERS, seed=0, scale=1.0):
+        super().__init__(backbone, kind, dim, users)
+        g = torch.Generator().manual_seed(seed)
+        self.a = nn.Parameter(torch.randn(dim, generator=g))
+        self.u = nn.Parameter(torch.randn(len(users), dim, generator=g))
+        self.scale = scale / dim ** 0.5
+
+    def head(self, feats, user_idx):
+        return self.scale * (feats * (self.a + self.u[user_idx])).sum(-1)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    t = tiny_tokenizer()
+    t.padding_side = "left"
+    return t
+
+
+def _lm(tok, seed, attn="sdpa", layers=2):
+    m = tiny_lm(tok, seed=seed, layers=layers)
+    m.config._attn_implementation = attn
+    return m.to(DEV)
+
+
+@pytest.fixture(scope="module")
+def policy(tok):
+    return _lm(tok, 0)
+
+
+@pytest.fixture(scope="module")
+def rm_lm(tok):
+    return LMFeaturizer(_lm(tok, 1), tok, name="tiny-rm")
+
+
+@pytest.fixture(scope="module")
+def encoder(tok):
+    """A tiny random BERT with its own (different) word-level tokenizer: the text path."""
+    from transformers import BertConfig, BertModel
+
+    etok = tiny_tokenizer()
+    etok.add_tokens(["<extra>"])  # a different vocabulary than the policy's
+    torch.manual_seed(2)
+    cfg = BertConfig(vocab_size=len(etok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=512)
+    return EncoderFeaturizer(BertModel(cfg).eval().to(DEV), etok, name="tiny-enc")
+
+
+def _rm(kind):
+    if kind == "shared":
+        return DummyRM("tiny", "lm_last", 32, seed=3)
+    if kind == "separate":
+        return DummyRM("tiny-rm", "lm_last", 32, seed=4)
+    return DummyRM("tiny-enc", "encoder_mean", 32, seed=5)
+
+
+def _run(policy, tok, kind, rm_lm, encoder, **kw):
+    feat = {"shared": None, "separate": rm_lm, "text": encoder}[kind]
+    kw.setdefault("users", USERS[: len(kw.get("prompts", PROMPTS))])
+    kw.setdefault("prompts", PROMPTS)
+    kw.setdefault("eos_token_ids", [])
+    return rgd.generate(policy, tok, rm=_rm(kind), policy_name="tiny", featurizer=feat, **kw)
+
+
+def _hf_generate(policy, tok, prompts, n, **kw):
+    """``model.generate`` greedy, n tokens, never stopping at EOS (like ``eos_token_ids=[]``).
+
+    ``eos_token_id=None`` falls back to the model config's EOS, so a never-produced id stands in.
+    """
+    import copy
+
+    from lib import models
+
+    tok.padding_side = "left"
+    enc = tok([models.prompt_text(tok, p) for p in prompts], return_tensors="pt", padding=True,
+              add_special_tokens=False).to(DEV)
+    gc = copy.deepcopy(policy.generation_config)
+    gc.eos_token_id, gc.pad_token_id, gc.do_sample, gc.max_new_tokens = 10**9, tok.pad_token_id, False, n
+    out = policy.generate(**enc, generation_config=gc, **kw)
+    return out[:, enc["input_ids"].shape[1]:].tolist()
+
+
+def _hf_greedy(policy, tok, prompts, n):
+    return _hf_generate(policy, tok, prompts, n)
+
+
+# --- w = 0 is greedy decoding ------------------------------------------------------------
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_w0_equals_generate_greedy(tok, attn):
+    policy = _lm(tok, 0, attn)
+    ref = _hf_greedy(policy, tok, PROMPTS, 40)
+    plain = rgd.generate(policy, tok, PROMPTS, max_new_tokens=40, eos_token_ids=[])
+    assert plain.path == "plain" and plain.sequences == ref
+    # the tree machinery with a reward model but w = 0 (scores returned) is still greedy
+    tree = rgd.generate(policy, tok, PROMPTS, USERS, rm=_rm("shared"), w=0.0, max_new_tokens=40,
+                        eos_token_ids=[], return_scores=True, policy_name="tiny")
+    assert tree.path == "shared" and tree.sequences == ref
+
+
+# --- every cached path equals the uncached reference -------------------------------------
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("kind", ["shared", "separate", "text"])
+def test_cached_equals_naive(tok, rm_lm, encoder, kind, attn):
+    policy = _lm(tok, 0, attn)
+    feat_model = LMFeaturizer(_lm(tok, 1, attn), tok, name="tiny-rm") if kind == "separate" else rm_lm
+    cached = _run(policy, tok, kind, feat_model, encoder, max_new_tokens=36, return_scores=True)
+    naive = _run(policy, tok, kind, feat_model, encoder, max_new_tokens=36, path="naive", return_scores=True)
+    assert cached.path == kind and naive.path == "naive"
+    assert all(len(s) == 36 for s in cached.sequences)
+    assert cached.sequences == naive.sequences
+    torch.testing.assert_close(cached.cand_reward, naive.cand_reward, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(cached.cand_logp, naive.cand_logp, atol=1e-4, rtol=1e-4)
+    # the reward matters: RGD differs from greedy on some row
+    assert cached.sequences != _hf_greedy(policy, tok, PROMPTS, 36)
+
+
+def test_paths_chosen_from_reward_model(tok, policy, rm_lm, encoder):
+    for kind in ["shared", "separate", "text"]:
+        assert _run(policy, tok, kind, rm_lm, encoder, max_new_tokens=2).path == kind
+    with pytest.raises(ValueError, match="does not fit"):
+        _run(policy, tok, "text", rm_lm, encoder, max_new_tokens=2, path="shared")
+
+
+# --- batching, padding, chunking ---------------------------------------------------------
+@pytest.mark.parametrize("kind", ["shared", "separate", "text"])
+def test_batch_equals_one_by_one(tok, policy, rm_lm, encoder, kind):
+    batch = _run(policy, tok, kind, rm_lm, encoder, max_new_tokens=32)
+    for i, p in enumerate(PROMPTS):
+        one = _run(policy, tok, kind, rm_lm, encoder, prompts=[p], users=[USERS[i]], max_new_tokens=32)
+        assert one.sequences[0] == batch.sequences[i], f"row {i}"
+
+
+@pytest.mark.parametrize("kind", ["shared", "separate"])
+def test_left_padding_does_not_change_a_row(tok, policy, rm_lm, encoder, kind):
+    short = PROMPTS[1]
+    alone = _run(policy, tok, kind, rm_lm, encoder, prompts=[short], users=["bob"], max_new_tokens=32)
+    long = short + " and" * 60  # forces 60+ pad tokens in front of the short row
+    padded = _run(policy, tok, kind, rm_lm, encoder, prompts=[long, short], users=["ann", "bob"], max_new_tokens=32)
+    assert padded.sequences[1] == alone.sequences[0]
+
+
+@pytest.mark.parametrize("kind", ["shared", "separate", "text"])
+def test_chunked_candidates_equal_unchunked(tok, policy, rm_lm, encoder, kind):
+    full = _run(policy, tok, kind, rm_lm, encoder, max_new_tokens=16, k=5)
+    chunked = _run(policy, tok, kind, rm_lm, encoder, max_new_tokens=16, k=5, chunk_size=4)  # 1 column per chunk
+    assert chunked.sequences == full.sequences
+
+
+def test_users_change_the_output(tok, policy, rm_lm, encoder):
+    a = _run(policy, tok, "shared", rm_lm, encoder, prompts=[PROMPTS[0]] * 3, users=USERS, max_new_tokens=16, w=3.0)
+    assert len({tuple(s) for s in a.sequences}) > 1
+
+
+# --- sampling and stopping ---------------------------------------------------------------
+def test_sampling_reproducible_with_seed(tok, policy, rm_lm, encoder):
+    run = lambda seed: _run(policy, tok, "shared", rm_lm, encoder, max_new_tokens=24, temperature=1.0, seed=seed)
+    a, b = run(7), run(7)
+    assert a.sequences == b.sequences
+    assert any(run(s).sequences != a.sequences for s in (8, 9, 10))
+    naive = _run(policy, tok, "shared", rm_lm, encoder, max_new_tokens=24, temperature=1.0, seed=7, path="naive")
+    assert naive.sequences == a.sequences
+
+
+@pytest.mark.parametrize("kind", ["shared", "separate", "text"])
+def test_rows_stop_independently_at_eos(tok, policy, rm_lm, encoder, kind):
+    free = _run(policy, tok, kind, rm_lm, encoder, max_new_tokens=24)
+    stop = free.sequences[0][5]  # row 0 emits this token at step 5: make it an EOS
+    firsts = [s.index(stop) if stop in s else None for s in free.sequences]
+    out = _run(policy, tok, kind, rm_lm, encoder, max_new_tokens=24, eos_token_ids=[stop], return_scores=True)
+    for i, (s, f) in enumerate(zip(free.sequences, firsts)):
+        assert out.sequences[i] == (s if f is None else s[: f + 1]), f"row {i}"
+        if f is not None and f + 1 < out.chosen.shape[1]:
+            assert (out.chosen[i, f + 1:] == -1).all() and out.cand_reward[i, f + 1:].isnan().all()
+    assert len({len(s) for s in out.sequences}) > 1 or all(f is None for f in firsts[1:])
+
+
+def test_bad_users_raise(tok, policy, rm_lm, encoder):
+    with pytest.raises(KeyError, match="zed"):
+        _run(policy, tok, "shared", rm_lm, encoder, users=["ann", "bob", "zed"], max_new_tokens=2)
+    with pytest.raises(ValueError, match="one user per prompt"):
+        _run(policy, tok, "shared", rm_lm, encoder, users=["ann"], max_new_tokens=2)
+
+
+# --- LogitsProcessor ---------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["shared", "separate", "text"])
+def test_logits_processor_equals_engine(tok, policy, rm_lm, encoder, kind):
+    feat = {"shared": None, "separate": rm_lm, "text": encoder}[kind]
+    proc = rgd.RGDLogitsProcessor(policy, tok, _rm(kind), PROMPTS, USERS, w=1.0, k=10, policy_name="tiny",
+                                  featurizer=feat)
+    out = _hf_generate(policy, tok, PROMPTS, 20, logits_processor=[proc])
+    engine = _run(policy, tok, kind, rm_lm, encoder, max_new_tokens=20)
+    assert out == engine.sequences
+
+
+# --- the packaged SmolLM2 ----------------------------------------------------------------
+@pytest.mark.slow
+def test_smollm2_cached_equals_naive_and_greedy():
+    from lib import models
+
+    policy, tok = models.load_causal_lm("smollm2-135m", device=DEV, dtype=torch.float32)
+    prompts = ["Write a headline for: Stocks rally as inflation cools.", "Paraphrase: I love rainy mornings.",
+               "Give a title for a paper on sparse attention."]
+    rm = DummyRM("smollm2-135m", "lm_last", policy.config.hidden_size, seed=11, scale=2.0)
+    kw = dict(users=USERS, rm=rm, w=1.0, k=2, max_new_tokens=32, eos_token_ids=[], policy_name="smollm2-135m")
+    cached = rgd.generate(policy, tok, prompts, **kw)
+    naive = rgd.generate(policy, tok, prompts, path="naive", **kw)
+    assert cached.path == "shared" and all(len(s) == 32 for s in cached.sequences)
+    assert cached.sequences == naive.sequences
+    plain = rgd.generate(policy, tok, prompts, max_new_tokens=32, eos_token_ids=[])
+    assert plain.sequences == _hf_generate(policy, tok, prompts, 32)
+    assert cached.sequences != plain.sequences
