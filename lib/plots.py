@@ -81,3 +81,105 @@ def save_table(df: pd.DataFrame, name: str, fig_dir, floatfmt: str = ".3f") -> l
             tex_df[c] = tex_df[c].map(lambda v: "" if pd.isna(v) else format(v, floatfmt))
     tex = write_text(fig_dir / f"{stem}.tex", tex_df.to_latex(index=False, escape=True))
     return [csv, md, tex]
+
+
+# --- the project's figures (notebooks 04-06 call these; 06 saves them) ------------------------------
+def setting_label(row) -> str:
+    """Readable name of a system setting: "base", "ICL k=4", "RGD <rm> w=1"."""
+    if row["system"] == "base":
+        return "base"
+    if row["system"] == "icl":
+        return f"ICL k={int(row['param'])}"
+    return f"RGD {row['rm']} w={row['param']:g}"
+
+
+def plot_best_systems(best: pd.DataFrame, metric: str = "rouge1"):
+    """Bars of base / best ICL / best RGD per task (and policy), with bootstrap CI whiskers if present."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    d = best.copy()
+    d["setting"] = [setting_label(r) for _, r in d.iterrows()]
+    tasks = sorted(d.task.unique())
+    models_ = sorted(d.model.unique())
+    fig, axes = plt.subplots(len(models_), 1, figsize=(2.2 + 2.2 * len(tasks), 3.2 * len(models_)), squeeze=False)
+    for ax, m in zip(axes[:, 0], models_):
+        s = d[d.model == m]
+        sns.barplot(data=s, x="task", y=metric, hue="system", hue_order=["base", "icl", "rgd"], order=tasks, ax=ax)
+        if f"{metric}_lo" in s:
+            for bar_group, system in zip(ax.containers, ["base", "icl", "rgd"]):
+                for bar, task in zip(bar_group, tasks):
+                    r = s[(s.system == system) & (s.task == task)]
+                    if len(r):
+                        x = bar.get_x() + bar.get_width() / 2
+                        ax.plot([x, x], [r[f"{metric}_lo"].iloc[0], r[f"{metric}_hi"].iloc[0]], color="k", lw=1)
+        ax.set_title(f"policy {m}: base vs best ICL vs best RGD")
+        ax.set_ylabel(metric.upper().replace("ROUGE", "ROUGE-"))
+    fig.tight_layout()
+    return fig
+
+
+def plot_sweep(summary: pd.DataFrame, system: str, metric: str = "rouge1"):
+    """ROUGE against the sweep parameter (ICL k or RGD w), one line per reward model, one panel per task."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    d = summary[summary.system == system].copy()
+    d["param"] = d["param"].astype(float)
+    hue = "rm" if system == "rgd" else "model"
+    tasks = sorted(d.task.unique())
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.2), squeeze=False, sharey=True)
+    for ax, t in zip(axes[0], tasks):
+        sns.lineplot(data=d[d.task == t], x="param", y=metric, hue=hue, style="model", marker="o", ax=ax,
+                     legend=ax is axes[0, -1])
+        base = summary[(summary.system == "base") & (summary.task == t)]
+        for _, b in base.iterrows():
+            ax.axhline(b[metric], ls="--", color="grey", lw=1)
+        ax.set_title(t)
+        ax.set_xlabel("k (examples)" if system == "icl" else "w (reward weight)")
+    if axes[0, -1].get_legend():
+        sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1, 1), fontsize="small")
+    fig.suptitle(f"{system.upper()} sweep (dashed: base policy)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_tau_scatter(df: pd.DataFrame, x: str, y: str, taus: pd.DataFrame | None = None, hue: str = "method",
+                     col: str = "task"):
+    """Scatter of one metric against another across reward models, one panel per ``col``, tau in titles."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    cols = sorted(df[col].unique())
+    fig, axes = plt.subplots(1, len(cols), figsize=(3.6 * len(cols), 3.4), squeeze=False)
+    for ax, c in zip(axes[0], cols):
+        sns.scatterplot(data=df[df[col] == c], x=x, y=y, hue=hue, hue_order=sorted(df[hue].unique()), ax=ax,
+                        legend=ax is axes[0, -1])
+        title = str(c)
+        if taus is not None:
+            t = taus[taus[col] == c]
+            if len(t):
+                r = t.iloc[0]
+                title += f"\ntau={r.tau:.2f} [{r.ci_lo:.2f}, {r.ci_hi:.2f}], n={int(r.n)}"
+        ax.set_title(title, fontsize="small")
+    if axes[0, -1].get_legend():
+        sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1, 1), fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def plot_size(best: pd.DataFrame, metric: str = "rouge1"):
+    """ROUGE against policy size (parameters, log scale) for base, best ICL and best RGD, per task."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    tasks = sorted(best.task.unique())
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.2), squeeze=False, sharey=True)
+    for ax, t in zip(axes[0], tasks):
+        sns.lineplot(data=best[best.task == t], x="params_m", y=metric, hue="system", hue_order=["base", "icl", "rgd"],
+                     marker="o", ax=ax, legend=ax is axes[0, -1])
+        ax.set_xscale("log")
+        ax.set_xlabel("policy parameters (M)")
+        ax.set_title(t)
+    fig.tight_layout()
+    return fig

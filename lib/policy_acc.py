@@ -89,45 +89,64 @@ def teacher_forced(policy, tok, rm, prompts, responses, users, k: int = 10, poli
     ``responses`` are texts (tokenised with the policy tokenizer, no special tokens) or token-id
     lists; ``prompts`` are user messages (formatted with ``models.prompt_ids``).
     """
+    return teacher_forced_many(policy, tok, {"rm": rm}, prompts, responses, users, k, policy_name, featurizer,
+                               chunk_size, progress)["rm"]
+
+
+@torch.no_grad()
+def teacher_forced_many(policy, tok, rms: dict, prompts, responses, users, k: int = 10, policy_name: str | None = None,
+                        featurizer=None, chunk_size: int = 2048, progress: bool = True) -> dict[str, list[TeacherForced]]:
+    """:func:`teacher_forced` for several reward models on one backbone, sharing every forward.
+
+    The policy's log-probs and top-k candidates and the backbone features of the gold and candidate
+    prefixes do not depend on the reward head, so they are computed once per response and each
+    model only applies its head: scoring dozens of reward models costs about one.
+    """
     if not (len(prompts) == len(responses) == len(users)):
         raise ValueError(f"prompts, responses and users differ in length: {len(prompts)}, {len(responses)}, {len(users)}")
+    if not rms:
+        raise ValueError("teacher_forced_many needs at least one reward model")
     dev = next(policy.parameters()).device
     name = policy_name or getattr(policy, "registry_name", None) or Path(str(getattr(policy, "name_or_path", ""))).name
-    if not rm.shares_policy(name) and featurizer is None:
-        featurizer = rgd.default_featurizer(rm, dev)
-    kind = rgd.reward_kind(rm, policy, tok, name, featurizer)
-    uidx = rm.user_index(list(users))
-    out = []
-    for i in tqdm(range(len(prompts)), disable=not progress, desc=f"teacher-forced[{kind}]"):
+    first = next(iter(rms.values()))
+    if not first.shares_policy(name) and featurizer is None:
+        featurizer = rgd.default_featurizer(first, dev)
+    kind = rgd.reward_kind(first, policy, tok, name, featurizer)
+    for key, rm in rms.items():
+        if (rm.backbone, rm.feature_kind, rm.finetuned) != (first.backbone, first.feature_kind, first.finetuned):
+            raise ValueError(f"reward model {key!r} has another backbone ({rm.backbone}, {rm.feature_kind}) than "
+                             f"{first.backbone}: score each backbone separately")
+    uidx = {key: rm.user_index(list(users)) for key, rm in rms.items()}
+    out = {key: [] for key in rms}
+    for i in tqdm(range(len(prompts)), disable=not progress, desc=f"teacher-forced[{kind} x{len(rms)}]"):
         x, y = models.prompt_ids(tok, prompts[i]), _ids(tok, responses[i])
         if not y:
             raise ValueError(f"example {i}: empty response (prompt {str(prompts[i])[:60]!r})")
-        ui, L, T = uidx[i : i + 1], len(x), len(y)
+        L, T = len(x), len(y)
         cache, H = _prefill(policy, x, y)
         lp = rgd.lm_logp(policy, H[L - 1 : L + T - 1])  # [T, V]: the distribution of y_t
         cl, ci = lp.topk(k, dim=-1)
         if kind == "shared":
-            hg, hc = H[L:], _candidates(policy, cache, L, T, ci, chunk_size)
+            feats = torch.cat([H[L:], _candidates(policy, cache, L, T, ci, chunk_size).reshape(T * k, -1)])
         elif kind == "separate":
             xr = models.prompt_ids(featurizer.tok, prompts[i])
             rcache, HR = _prefill(featurizer.model, xr, y)
-            hg, hc = HR[len(xr):], _candidates(featurizer.model, rcache, len(xr), T, ci, chunk_size)
-        if kind in ("shared", "separate"):
-            rg, rc = rgd.head_rewards(rm, hg[None], ui)[0], rgd.head_rewards(rm, hc.reshape(1, T * k, -1), ui)
+            feats = torch.cat([HR[len(xr):], _candidates(featurizer.model, rcache, len(xr), T, ci, chunk_size)
+                               .reshape(T * k, -1)])
         else:
             texts = [tok.decode(y[: t + 1], skip_special_tokens=True) for t in range(T)]
             texts += [tok.decode(y[:t] + [int(v)], skip_special_tokens=True) for t in range(T) for v in ci[t].tolist()]
-            f = torch.cat([featurizer.features([prompts[i]] * len(texts[s : s + chunk_size]), texts[s : s + chunk_size])
-                           for s in range(0, len(texts), chunk_size)])
-            r = rgd.head_rewards(rm, f[None], ui)[0]
-            rg, rc = r[:T], r[T:]
+            feats = torch.cat([featurizer.features([prompts[i]] * len(texts[s : s + chunk_size]), texts[s : s + chunk_size])
+                               for s in range(0, len(texts), chunk_size)])
         yt = torch.tensor(y, device=lp.device)
         hit = ci == yt[:, None]
-        out.append(TeacherForced(
-            logp=lp.gather(1, yt[:, None])[:, 0].double().cpu().numpy(), r_gold=rg.double().cpu().numpy(),
-            cand_ids=ci.cpu().numpy(), cand_logp=cl.double().cpu().numpy(),
-            cand_r=rc.reshape(T, k).double().cpu().numpy(),
-            gold_idx=torch.where(hit.any(1), hit.long().argmax(1), -1).cpu().numpy()))
+        shared = dict(logp=lp.gather(1, yt[:, None])[:, 0].double().cpu().numpy(), cand_ids=ci.cpu().numpy(),
+                      cand_logp=cl.double().cpu().numpy(),
+                      gold_idx=torch.where(hit.any(1), hit.long().argmax(1), -1).cpu().numpy())
+        for key, rm in rms.items():  # [r(gold prefixes), r(candidates)] from one head call
+            r = rgd.head_rewards(rm, feats[None], uidx[key][i : i + 1])[0]
+            out[key].append(TeacherForced(r_gold=r[:T].double().cpu().numpy(),
+                                          cand_r=r[T:].reshape(T, k).double().cpu().numpy(), **shared))
     return out
 
 

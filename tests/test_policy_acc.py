@@ -97,3 +97,24 @@ def test_bad_input_raises(tok, policy, rm_lm, encoder):
         _tf(policy, tok, "shared", rm_lm, encoder, ["a", "", "b"])
     with pytest.raises(ValueError, match="aligned"):
         policy_acc.policy_accuracy([], [], [0.0])
+
+
+@pytest.mark.parametrize("kind", ["shared", "text"])
+def test_many_reward_models_share_forwards_and_match_one_by_one(tok, policy, rm_lm, encoder, kind):
+    from test_rgd import DummyRM
+
+    backbone, fk = ("tiny", "lm_last") if kind == "shared" else ("tiny-enc", "encoder_mean")
+    rms = {f"rm{s}": DummyRM(backbone, fk, 32, seed=s) for s in (11, 12, 13)}
+    many = policy_acc.teacher_forced_many(policy, tok, rms, PROMPTS, RESPONSES, USERS, k=5, policy_name="tiny",
+                                          featurizer=_feat(kind, rm_lm, encoder), progress=False)
+    for key, rm in rms.items():
+        one = policy_acc.teacher_forced(policy, tok, rm, PROMPTS, RESPONSES, USERS, k=5, policy_name="tiny",
+                                        featurizer=_feat(kind, rm_lm, encoder), progress=False)
+        for a, b in zip(many[key], one):
+            np.testing.assert_allclose(a.r_gold, b.r_gold, atol=1e-5)
+            np.testing.assert_allclose(a.cand_r, b.cand_r, atol=1e-5)
+            assert (a.cand_ids == b.cand_ids).all()
+    assert not np.allclose(many["rm11"][0].cand_r, many["rm12"][0].cand_r)  # the heads really differ
+    with pytest.raises(ValueError, match="another backbone"):
+        policy_acc.teacher_forced_many(policy, tok, {"a": rms["rm11"], "b": _rm("separate")}, PROMPTS, RESPONSES,
+                                       USERS, policy_name="tiny", featurizer=_feat(kind, rm_lm, encoder), progress=False)

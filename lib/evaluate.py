@@ -1,0 +1,427 @@
+"""Behavioural evaluation on Pref-LaMP: generate for held-out queries, score against the user's own output.
+
+Systems (one tidy row per query and system setting):
+
+* ``base``: the policy's zero-shot greedy output (no personalisation);
+* ``icl``: greedy output with k of the user's own profile examples in the prompt (lib/icl.py), a k sweep;
+* ``rgd``: reward-guided decoding (ARGS, Khanov et al. 2024; lib/rgd.py) with each reward model, a w sweep.
+
+Each generation is cleaned exactly like the Pref-LaMP rejected responses
+(:func:`lib.preflamp.clean_generation`: first line, no quotes or "Title:" label) and scored with
+ROUGE-1/ROUGE-L F-measure against the user's real output (LaMP conventions, lib/metrics.py); on
+synthetic users also whether it follows the user's latent rule (:func:`lib.synthetic.follows_rule`).
+The paper reports that ICL beats the best reward-guided method by about 3 ROUGE-1 at 7B.
+
+Caching and determinism: generations are cached per (policy, user) in one JSON file written
+atomically after every batch, keyed by everything that determines the output, so an interrupted run
+resumes. Users are batched in fixed blocks of consecutive sorted users; batches never cross a block,
+so a block's results never depend on which other blocks are in the run (that is what makes sharding
+blocks across processes exact, lib/shard.py and scripts/shard_generate.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from . import icl, metrics, models
+from .io import sha256_text, write_json
+
+ROW_COLUMNS = ["task", "user", "user_group", "query_id", "system", "param", "rm", "model", "generation",
+               "reference", "rouge1", "rougeL", "follows_rule", "n_examples"]
+QUERY_FIELDS = ("query_id", "task", "user", "prompt", "reference", "profile")
+
+
+def check_queries(queries: list[dict]) -> None:
+    """Clear errors for malformed query records (names the record and the field)."""
+    seen = set()
+    for i, q in enumerate(queries):
+        for f in QUERY_FIELDS:
+            if f not in q:
+                raise KeyError(f"query record {i} ({q.get('query_id', '?')!r}) has no field {f!r}")
+        if not isinstance(q["reference"], str):
+            raise TypeError(f"query {q['query_id']!r}: field 'reference' must be a string")
+        if q["query_id"] in seen:
+            raise ValueError(f"duplicate query_id {q['query_id']!r}")
+        seen.add(q["query_id"])
+
+
+def by_user(queries: list[dict]) -> dict[str, list[dict]]:
+    """user -> that user's queries, users and queries in sorted (deterministic) order."""
+    out: dict[str, list[dict]] = {}
+    for q in sorted(queries, key=lambda q: (str(q["user"]), str(q["query_id"]))):
+        out.setdefault(str(q["user"]), []).append(q)
+    return out
+
+
+def user_blocks(users, size: int) -> list[list[str]]:
+    """Sorted unique users in consecutive blocks of ``size``: the unit of batching and of sharding."""
+    if size < 1:
+        raise ValueError(f"user_block must be >= 1, not {size}")
+    users = sorted(set(map(str, users)))
+    return [users[i : i + size] for i in range(0, len(users), size)]
+
+
+class UserCache:
+    """key -> generation for one (policy, user), one JSON file rewritten atomically per batch."""
+
+    def __init__(self, cache_dir, model_name: str, user: str):
+        self.path = None if cache_dir is None else \
+            Path(cache_dir) / model_name.replace("/", "_") / f"{sha256_text(user)[:20]}.json"
+        self.data: dict[str, str] = {}
+        if self.path is not None and self.path.exists():
+            try:
+                self.data = json.loads(self.path.read_text(encoding="utf-8"))["generations"]
+            except (json.JSONDecodeError, KeyError) as e:
+                raise ValueError(f"generation cache {self.path} is unreadable ({e}); delete it to regenerate") from None
+        self.user = user
+
+    def save(self) -> None:
+        if self.path is not None:
+            write_json(self.path, {"user": self.user, "generations": self.data}, indent=None)
+
+
+def _key(model_name: str, job: dict, max_new_tokens: int, extra: str = "") -> str:
+    return sha256_text("\x1f".join([model_name, job["system"], str(job["param"]), str(job["rm"]),
+                                    str(max_new_tokens), extra, job["message"]]))[:32]
+
+
+def rm_fingerprint(rm) -> str:
+    """Hash of a reward model's weights (part of the cache key: a retrained model is never served stale)."""
+    if not hasattr(rm, "state_dict"):
+        return sha256_text(repr(rm))[:16]
+    parts = [f"{type(rm).__name__}|{getattr(rm, 'backbone', '')}"]
+    for k, v in sorted(rm.state_dict().items()):
+        parts.append(f"{k}:{hashlib.sha256(v.detach().cpu().float().numpy().tobytes()).hexdigest()[:16]}")
+    return sha256_text("|".join(parts))[:16]
+
+
+def limit_queries(queries: list[dict], per_user: int | None) -> list[dict]:
+    """The first ``per_user`` queries (by query_id) of every user; None keeps all."""
+    if per_user is None:
+        return list(queries)
+    return [q for qs in by_user(queries).values() for q in qs[:per_user]]
+
+
+def write_results(df: pd.DataFrame, path) -> Path:
+    """Rows to CSV atomically (the artifact notebooks 05 -> 06 share)."""
+    from .io import atomic_path
+
+    with atomic_path(path, suffix=".csv") as tmp:
+        df.to_csv(tmp, index=False)
+    return Path(path)
+
+
+def read_results(path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: run notebook 05 (make generation) first")
+    df = pd.read_csv(path, keep_default_na=True, dtype={"user": str, "query_id": str, "generation": str,
+                                                        "reference": str})
+    missing = [c for c in ROW_COLUMNS if c not in df.columns]
+    if missing:
+        raise KeyError(f"{path}: columns {missing} missing")
+    df["generation"] = df["generation"].fillna("")
+    return df
+
+
+def user_jobs(qs: list[dict], tok, icl_ks=(), icl_retriever: str = "bm25", icl_max_tokens: int = 512,
+              rm_names=(), ws=(), seed: int = 0) -> list[dict]:
+    """The work list of one user: base, ICL for each k, RGD for each (rm, w); fixed order."""
+    jobs = []
+    for q in qs:
+        jobs.append({"q": q, "system": "base", "param": None, "rm": None, "message": q["prompt"], "n_examples": 0})
+    for k in icl_ks:
+        for q in qs:
+            p = icl.build_prompt(q, tok, k=k, retriever=icl_retriever, max_tokens=icl_max_tokens, seed=seed)
+            jobs.append({"q": q, "system": "icl", "param": k, "rm": None, "message": p.message,
+                         "n_examples": p.n_examples})
+    for rm in rm_names:
+        for w in ws:
+            for q in qs:
+                jobs.append({"q": q, "system": "rgd", "param": w, "rm": rm, "message": q["prompt"], "n_examples": 0})
+    return jobs
+
+
+def _generate_block(jobs, model, tok, model_name, caches: dict, rms, rgd_fn, max_new_tokens, batch_size,
+                    rgd_tag: str) -> list[str]:
+    """Generations for a block's jobs: fixed batches per (system, rm, param) group, cached batch by batch."""
+    groups: dict[tuple, list[int]] = {}
+    for i, j in enumerate(jobs):
+        # greedy jobs (base and every ICL k) share batches; RGD batches hold one (rm, w)
+        g = ("greedy",) if j["system"] != "rgd" else ("rgd", j["rm"], j["param"])
+        groups.setdefault(g, []).append(i)
+    fp = {name: rm_fingerprint(rms[name]) for name in {j["rm"] for j in jobs if j["system"] == "rgd"}}
+    keys = [_key(model_name, j, max_new_tokens, f"{rgd_tag}|{fp[j['rm']]}" if j["system"] == "rgd" else "greedy")
+            for j in jobs]
+    out: list[str | None] = [caches[str(j["q"]["user"])].data.get(k) for j, k in zip(jobs, keys)]
+    for g, idx in groups.items():
+        for s in range(0, len(idx), batch_size):
+            b = idx[s : s + batch_size]
+            if all(out[i] is not None for i in b):
+                continue
+            msgs = [jobs[i]["message"] for i in b]
+            if g[0] == "greedy":
+                gens = models.greedy_generate(model, tok, msgs, max_new_tokens, batch_size=len(b))
+            else:
+                if rgd_fn is None:
+                    raise ValueError("rgd jobs need rgd_fn (see lib.evaluate.rgd_adapter)")
+                users = [jobs[i]["q"]["user"] for i in b]
+                gens = rgd_fn(model, tok, rms[g[1]], msgs, users, g[2], max_new_tokens)
+            for i, t in zip(b, gens):
+                out[i] = t
+                caches[str(jobs[i]["q"]["user"])].data[keys[i]] = t
+            for u in sorted({str(jobs[i]["q"]["user"]) for i in b}):
+                caches[u].save()
+    return out
+
+
+def _rows(jobs, gens, model_name) -> list[dict]:
+    from .preflamp import clean_generation
+    from .synthetic import follows_rule
+
+    clean = [clean_generation(g) for g in gens]
+    sc = metrics.rouge_scores(clean, [j["q"]["reference"] for j in jobs])
+    rows = []
+    for j, c, r1, rl in zip(jobs, clean, sc.rouge1, sc.rougeL):
+        q = j["q"]
+        rows.append({"task": q["task"], "user": str(q["user"]), "user_group": q.get("user_group"),
+                     "query_id": str(q["query_id"]), "system": j["system"], "param": j["param"], "rm": j["rm"],
+                     "model": model_name, "generation": c, "reference": q["reference"], "rouge1": r1,
+                     "rougeL": rl, "follows_rule": follows_rule(q["rule"], c) if q.get("rule") else None,
+                     "n_examples": j["n_examples"]})
+    return rows
+
+
+def evaluate(queries: list[dict], model, tok, model_name: str, *, icl_ks=(1, 2, 4), icl_retriever: str = "bm25",
+             icl_max_tokens: int = 512, rms: dict | None = None, ws=(0.5, 1.0, 2.0),
+             rgd_fn: Callable | None = None, rgd_tag: str = "", max_new_tokens: int = 24, batch_size: int = 8,
+             cache_dir=None, seed: int = 0, unknown_users: str = "error", user_block: int = 8,
+             progress: bool = True) -> pd.DataFrame:
+    """Generate and score every system for ``queries``; one tidy row per (query, system setting).
+
+    ``rms`` maps a reward-model name (the ``rm`` column) to a loaded reward model; ``rgd_fn(model,
+    tok, rm, messages, users, w, max_new_tokens) -> list[str]`` decodes with it (see
+    :func:`rgd_adapter`); ``rgd_tag`` must name its decoding settings (it is part of the cache key).
+    Users are processed in fixed blocks of ``user_block`` consecutive sorted users (:func:`user_blocks`);
+    batches mix the users of one block only, so a block's results never depend on the rest of the run.
+    A reward model that does not know a user (an unseen user it was not adapted to) is an error,
+    or with ``unknown_users="skip"`` its RGD rows for that user are left out with a warning.
+    """
+    check_queries(queries)
+    if unknown_users not in ("error", "skip"):
+        raise ValueError(f"unknown_users must be 'error' or 'skip', not {unknown_users!r}")
+    rms = rms or {}
+    rows, skipped = [], []
+    per_user = by_user(queries)
+    blocks = user_blocks(per_user, user_block)
+    for block in tqdm(blocks, desc=f"evaluate[{model_name}]", disable=not progress):
+        jobs = []
+        for user in block:
+            names = []
+            for name in sorted(rms):
+                try:
+                    if rms[name] is not None and hasattr(rms[name], "user_index"):
+                        rms[name].user_index([user])
+                    names.append(name)
+                except KeyError:
+                    if unknown_users == "error":
+                        raise
+                    skipped.append((name, user))
+            jobs += user_jobs(per_user[user], tok, icl_ks, icl_retriever, icl_max_tokens, names,
+                              ws if rms else (), seed)
+        # one batch order for the block: system setting first, then user and query
+        jobs.sort(key=lambda j: (j["system"], str(j["rm"]), -1.0 if j["param"] is None else float(j["param"]),
+                                 str(j["q"]["user"]), str(j["q"]["query_id"])))
+        caches = {u: UserCache(cache_dir, model_name, u) for u in block}
+        gens = _generate_block(jobs, model, tok, model_name, caches, rms, rgd_fn, max_new_tokens, batch_size, rgd_tag)
+        rows += _rows(jobs, gens, model_name)
+    if skipped:
+        warnings.warn(f"evaluate: RGD skipped for {len(skipped)} (reward model, user) pairs the model does not "
+                      f"know, e.g. {skipped[:3]}", stacklevel=2)
+    return sort_rows(pd.DataFrame(rows, columns=ROW_COLUMNS))
+
+
+def sort_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Canonical row order (user, query, system, rm, param): merged shards compare equal to one run."""
+    key = df.assign(_p=df["param"].astype(float).fillna(-1.0), _rm=df["rm"].fillna(""))
+    key = key.sort_values(["task", "user", "query_id", "system", "_rm", "_p"], kind="stable")
+    return key.drop(columns=["_p", "_rm"]).reset_index(drop=True)
+
+
+def rgd_adapter(policy_name: str, **rgd_kwargs) -> tuple[Callable, str]:
+    """(rgd_fn, rgd_tag) calling :func:`lib.rgd.generate` with fixed decoding settings (e.g. ``k=10``).
+
+    A reward backbone that is not the policy (MiniLM, another LM) is loaded once per backbone name
+    and reused across reward models and batches.
+    """
+    from . import rgd
+    from .features import featurizer
+
+    feats: dict[str, object] = {}
+
+    def fn(model, tok, rm, messages, users, w, max_new_tokens):
+        feat = None
+        if rm is not None and not rm.shares_policy(policy_name):
+            feat = getattr(rm, "_featurizer", None)
+            if feat is None:
+                if rm.backbone not in feats:
+                    feats[rm.backbone] = featurizer(rm.backbone, device=next(model.parameters()).device)
+                feat = feats[rm.backbone]
+        return rgd.generate(model, tok, messages, users=users, rm=rm, w=w, max_new_tokens=max_new_tokens,
+                            policy_name=policy_name, featurizer=feat, **rgd_kwargs).texts
+
+    return fn, json.dumps(rgd_kwargs, sort_keys=True)
+
+
+# --- summaries ---------------------------------------------------------------------------------------
+def summarize(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Mean ROUGE-1/L (bootstrap CI of ROUGE-1) and rule-following rate per system setting."""
+    rows = []
+    cols = ["task", "model", "system", "rm", "param"]
+    for key, g in df.groupby(cols, dropna=False, sort=True):
+        lo, hi = metrics.bootstrap_ci(g["rouge1"], n_boot=n_boot, seed=seed)
+        fr = g["follows_rule"].dropna()
+        rows.append({**dict(zip(cols, key)), "n": len(g), "rouge1": g["rouge1"].mean(), "rouge1_lo": lo,
+                     "rouge1_hi": hi, "rougeL": g["rougeL"].mean(),
+                     "follows_rule": fr.astype(float).mean() if len(fr) else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def best_systems(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, model): base, the best ICL k and the best RGD (rm, w) by mean ROUGE-1.
+
+    The best setting is picked on the evaluation queries themselves (an oracle choice, optimistic for
+    ICL and RGD alike); with it "ICL beats the best RGD" is a conservative comparison for RGD.
+    """
+    rows = []
+    for (task, model), g in summary.groupby(["task", "model"], sort=True):
+        for system in ("base", "icl", "rgd"):
+            s = g[g.system == system]
+            if len(s):
+                rows.append(s.sort_values(["rouge1", "param"], ascending=[False, True], kind="stable").iloc[0])
+    out = pd.DataFrame(rows).reset_index(drop=True)
+    if len(out):
+        out["params_m"] = [models.REGISTRY[m].params_m if m in models.REGISTRY else float("nan") for m in out.model]
+    return out
+
+
+def rm_vs_rouge(summary: pd.DataFrame, rm_table: pd.DataFrame, rm_col: str = "rm") -> pd.DataFrame:
+    """RGD ROUGE-1 of each reward model (its best w) joined with its RM accuracy (``rm_table``).
+
+    ``rm_table`` needs the column ``rm_col`` naming the models as in the ``rm`` column of the results.
+    Feed the result to :func:`lib.metrics.tau_table` (x = RM accuracy, y = rouge1): the decoupling.
+    """
+    r = summary[summary.system == "rgd"]
+    best = (r.sort_values(["rouge1", "param"], ascending=[False, True], kind="stable")
+            .groupby(["task", "model", "rm"], sort=True).head(1))
+    missing = set(best.rm) - set(rm_table[rm_col])
+    if missing:
+        raise KeyError(f"rm_vs_rouge: reward models {sorted(missing)[:5]} have no row in the RM table")
+    return best.merge(rm_table, left_on=["task", "rm"] if "task" in rm_table else ["rm"],
+                      right_on=["task", rm_col] if "task" in rm_table else [rm_col], how="left")
+
+
+# --- reward models of notebook 02 --------------------------------------------------------------------
+RM_INDEX_COLUMNS = ("task", "method", "backbone", "seed", "prefix_train", "dir")
+
+
+def rm_name(row) -> str:
+    """Short readable id of a trained reward model: ``method[+prefix]/backbone/s<seed>``."""
+    prefix = str(row["prefix_train"]).lower() in ("true", "1", "1.0")
+    return f"{row['method']}{'+prefix' if prefix else ''}/{row['backbone']}/s{row['seed']}"
+
+
+def read_rm_index(index_csv) -> pd.DataFrame:
+    """notebook 02's index of reward models, with ``rm`` (a readable id) and ``path`` (resolved dir)."""
+    from . import REPO_ROOT
+
+    index_csv = Path(index_csv)
+    if not index_csv.exists():
+        raise FileNotFoundError(f"{index_csv} does not exist: run notebook 02 (make rms) first")
+    idx = pd.read_csv(index_csv)
+    missing = [c for c in RM_INDEX_COLUMNS if c not in idx.columns]
+    if missing:
+        raise KeyError(f"{index_csv}: columns {missing} missing (has {list(idx.columns)})")
+    idx["rm"] = [rm_name(r) for _, r in idx.iterrows()]
+    dup = idx[idx.duplicated(["task", "rm"], keep=False)]
+    if len(dup):
+        raise ValueError(f"{index_csv}: reward models with the same (task, method, backbone, seed, prefix): "
+                         f"{dup[['task', 'rm']].values.tolist()[:4]}")
+    paths_ = []
+    for i, d in enumerate(idx["dir"]):
+        cands = [Path(d)] if Path(d).is_absolute() else [index_csv.parent / d, REPO_ROOT / d]
+        found = next((c for c in cands if c.exists()), None)
+        if found is None:
+            raise FileNotFoundError(f"{index_csv}: row {i}: reward model dir {d!r} not found (tried {cands})")
+        paths_.append(found)
+    idx["path"] = paths_
+    return idx
+
+
+def select_rms(index: pd.DataFrame, task: str, methods=None, backbones=None, seeds=None,
+               prefix_train=None) -> pd.DataFrame:
+    """Rows of the RM index for one task, optionally filtered (None keeps everything)."""
+    s = index[index.task == task]
+    if methods is not None:
+        s = s[s.method.isin(methods)]
+    if backbones is not None:
+        s = s[s.backbone.isin(backbones)]
+    if seeds is not None:
+        s = s[s.seed.isin(seeds)]
+    if prefix_train is not None:
+        s = s[s.prefix_train.astype(str).str.lower().isin(["true", "1"] if prefix_train else ["false", "0"])]
+    return s.sort_values("rm").reset_index(drop=True)
+
+
+def load_task_rms(selection: pd.DataFrame, pairs: list[dict], policy_name: str | None = None, policy=None,
+                  tok=None, cache_dir=None) -> dict:
+    """Load the selected reward models and adapt each to the unseen users of ``pairs`` (deployment).
+
+    Unseen users get the few-shot adaptation of notebook 02 (their *train* pairs only, so their test
+    pairs and held-out queries stay unseen). Featurizers are built once per backbone and attached to
+    the models (RGD reuses them); the policy's own model serves as the featurizer of reward models
+    whose backbone is the policy. Returns ``{rm name: reward model}``.
+    """
+    from .features import LMFeaturizer, featurizer
+    from .rewards import PairFeatures, adapt_unseen, load_reward_model
+
+    unseen_train = [p for p in pairs if p["user_group"] == "unseen" and p["split"] == "train"]
+    feats, pfs, out = {}, {}, {}
+    for r in selection.itertuples():
+        rm = load_reward_model(r.path)
+        if not rm.finetuned:
+            b = rm.backbone
+            if b not in feats:
+                feats[b] = (LMFeaturizer(policy, tok, name=policy_name) if policy is not None and b == policy_name
+                            else featurizer(b))
+            rm.featurizer = feats[b]
+            if any(p["user"] not in rm.users for p in unseen_train):
+                if b not in pfs:
+                    pfs[b] = PairFeatures.compute(feats[b], unseen_train, cache_dir=cache_dir, progress=False)
+                adapt_unseen(rm, unseen_train, features=pfs[b])
+        elif any(p["user"] not in rm.users for p in unseen_train):
+            adapt_unseen(rm, unseen_train)  # fine-tuned backbone: its own LoRA featurizer
+        out[r.rm] = rm
+    return out
+
+
+PA_COLUMNS = ("task", "policy", "rm", "method", "user_group", "definition", "normalise", "w", "policy_acc", "rm_acc")
+
+
+def read_policy_accuracy(path) -> pd.DataFrame:
+    """notebook 04's table (one row per reward model, user group, definition, normalisation and w)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: run notebook 04 (make policy-accuracy) first")
+    df = pd.read_csv(path)
+    missing = [c for c in PA_COLUMNS if c not in df.columns]
+    if missing:
+        raise KeyError(f"{path}: columns {missing} missing")
+    df["normalise"] = df["normalise"].astype(str).str.lower().isin(["true", "1"])
+    return df

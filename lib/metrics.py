@@ -1,0 +1,121 @@
+"""Metrics and the analysis statistics of the paper.
+
+* ROUGE-1 / ROUGE-L F-measure with LaMP's conventions (Salemi et al. 2023, "LaMP: When Large
+  Language Models Meet Personalization"): the official evaluation calls HF ``evaluate``'s rouge,
+  a wrapper of Google's ``rouge-score`` (Lin 2004), on stripped predictions and references,
+  without a stemmer. ``evaluate`` aggregates with a bootstrap median; we report the plain mean
+  over examples (the quantity that median estimates) and a separate seeded bootstrap CI.
+* Kendall's tau-b (Kendall 1945; scipy) between RM accuracy and policy accuracy (or ROUGE)
+  across reward models, with a percentile bootstrap CI over models (Efron & Tibshirani 1993):
+  the paper reports tau = 0.08-0.31 between RM accuracy and policy accuracy.
+"""
+from __future__ import annotations
+
+import warnings
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+ROUGE_TYPES = ("rouge1", "rougeL")
+
+
+@lru_cache(maxsize=4)
+def _scorer(use_stemmer: bool):
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=use_stemmer)
+
+
+def rouge_scores(predictions, references, use_stemmer: bool = False) -> pd.DataFrame:
+    """Per-example ROUGE-1 and ROUGE-L F-measure (columns ``rouge1``, ``rougeL``).
+
+    Both sides are stripped (LaMP); ``None`` or a length mismatch is an error, never a silent 0.
+    """
+    predictions, references = list(predictions), list(references)
+    if len(predictions) != len(references):
+        raise ValueError(f"rouge: {len(predictions)} predictions but {len(references)} references")
+    rows = []
+    for i, (p, r) in enumerate(zip(predictions, references)):
+        if not isinstance(p, str) or not isinstance(r, str):
+            raise TypeError(f"rouge: example {i}: prediction and reference must be str, "
+                            f"got {type(p).__name__} and {type(r).__name__}")
+        s = _scorer(use_stemmer).score(r.strip(), p.strip())  # score(target, prediction)
+        rows.append({t: float(s[t].fmeasure) for t in ROUGE_TYPES})
+    return pd.DataFrame(rows, columns=list(ROUGE_TYPES))
+
+
+def rouge(predictions, references, use_stemmer: bool = False) -> dict[str, float]:
+    """Mean ROUGE-1 / ROUGE-L F-measure over examples (LaMP's reported numbers)."""
+    df = rouge_scores(predictions, references, use_stemmer)
+    if df.empty:
+        raise ValueError("rouge: no examples")
+    return {t: float(df[t].mean()) for t in ROUGE_TYPES}
+
+
+def bootstrap_ci(values, stat=np.mean, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0):
+    """Percentile bootstrap CI ``(lo, hi)`` of ``stat`` over the rows of ``values`` (seeded)."""
+    x = np.asarray(values, dtype=float)
+    if len(x) == 0:
+        raise ValueError("bootstrap_ci: no values")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(x), size=(n_boot, len(x)))
+    boots = np.array([stat(x[i]) for i in idx])
+    return float(np.quantile(boots, alpha / 2)), float(np.quantile(boots, 1 - alpha / 2))
+
+
+def kendall_tau(x, y) -> tuple[float, float]:
+    """Kendall tau-b and its two-sided p-value (scipy); NaN when either side is constant."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) != len(y):
+        raise ValueError(f"kendall_tau: {len(x)} x values but {len(y)} y values")
+    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan"), float("nan")
+    r = stats.kendalltau(x, y, variant="b")
+    return float(r.statistic), float(r.pvalue)
+
+
+def kendall_tau_ci(x, y, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> dict:
+    """tau-b with a percentile bootstrap CI, resampling models (pairs (x_i, y_i)) with replacement.
+
+    Resamples where one side is constant have no tau; they are dropped and counted in
+    ``n_degenerate`` (reported, not hidden). Returns tau, p, ci_lo, ci_hi, n, n_degenerate.
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    tau, p = kendall_tau(x, y)
+    out = {"tau": tau, "p": p, "ci_lo": float("nan"), "ci_hi": float("nan"), "n": len(x), "n_degenerate": 0}
+    if np.isnan(tau):
+        return out
+    rng = np.random.default_rng(seed)
+    taus = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(x), size=len(x))
+        taus.append(kendall_tau(x[i], y[i])[0])
+    taus = np.array(taus)
+    ok = taus[~np.isnan(taus)]
+    out["n_degenerate"] = int(len(taus) - len(ok))
+    if len(ok):
+        out["ci_lo"], out["ci_hi"] = float(np.quantile(ok, alpha / 2)), float(np.quantile(ok, 1 - alpha / 2))
+    return out
+
+
+def tau_table(df: pd.DataFrame, x: str, y: str, by=("task",), n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Kendall tau-b between columns ``x`` and ``y`` across the rows (reward models) of each group.
+
+    One row per group of ``by`` with n (models), tau, p, bootstrap CI. Use it for RM accuracy vs
+    policy accuracy (per task and policy size) and RM accuracy vs ROUGE (the decoupling).
+    """
+    missing = [c for c in (x, y, *by) if c not in df.columns]
+    if missing:
+        raise KeyError(f"tau_table: columns {missing} not in {list(df.columns)}")
+    rows = []
+    for key, g in df.groupby(list(by), sort=True, dropna=False):
+        g = g.dropna(subset=[x, y])
+        key = key if isinstance(key, tuple) else (key,)
+        if len(g) < 3:
+            warnings.warn(f"tau_table: group {dict(zip(by, key))} has {len(g)} models; tau needs >= 3",
+                          stacklevel=2)
+        r = kendall_tau_ci(g[x], g[y], n_boot=n_boot, seed=seed)
+        rows.append({**dict(zip(by, key)), "x": x, "y": y, **r})
+    return pd.DataFrame(rows)

@@ -1,0 +1,170 @@
+"""Behavioural evaluation: rows, scoring, rule following, cache/resume, user independence, summaries."""
+import json
+
+import pandas as pd
+import pytest
+import torch
+from _tiny import query, tiny_lm, tiny_tokenizer
+
+from lib import evaluate, metrics, models
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def lm():
+    tok = tiny_tokenizer()
+    return tiny_lm(tok), tok
+
+
+def queries():
+    qs = [query(f"q{i}", user=f"u{i % 2}", rule="question" if i % 2 else None, n_profile=3) for i in range(4)]
+    qs[0]["task"] = qs[2]["task"] = "LaMP-4"
+    return qs
+
+
+def fake_rgd(model, tok, rm, messages, users, w, max_new_tokens):
+    """Deterministic stand-in for lib.rgd: a string that depends on rm and w (and ends in '?')."""
+    return [f'"stock {rm} w{w} market?"\nsecond line' for _ in messages]
+
+
+class Boom:
+    def __getattr__(self, name):
+        raise AssertionError("the model was called although every generation is cached")
+
+
+def run(model, tok, qs, cache_dir, **kw):
+    return evaluate.evaluate(qs, model, tok, "tiny", icl_ks=(1, 2), rms={"rmA": "rmA", "rmB": "rmB"}, ws=(0.0, 2.0),
+                             rgd_fn=fake_rgd, rgd_tag="fake", max_new_tokens=6, batch_size=3,
+                             cache_dir=cache_dir, progress=False, **kw)
+
+
+def test_rows_scores_and_rules(lm, tmp_path):
+    model, tok = lm
+    df = run(model, tok, queries(), tmp_path)
+    assert list(df.columns) == evaluate.ROW_COLUMNS
+    assert len(df) == 4 * (1 + 2 + 2 * 2)
+    assert df.groupby("system").size().to_dict() == {"base": 4, "icl": 8, "rgd": 16}
+    # ROUGE is recomputed from the cleaned generation against the reference
+    ref = metrics.rouge_scores(df.generation, df.reference)
+    assert df.rouge1.tolist() == pytest.approx(ref.rouge1.tolist())
+    rgd = df[df.system == "rgd"]
+    assert set(rgd.generation) == {"stock rmA w0.0 market?", "stock rmA w2.0 market?",
+                                   "stock rmB w0.0 market?", "stock rmB w2.0 market?"}  # cleaned: first line, unquoted
+    assert rgd.rouge1.iloc[0] == pytest.approx(metrics.rouge(["stock rmA w0.0 market?"], ["stock market rises"])["rouge1"])
+    # follows_rule only where the user has a rule
+    ruled = df[df.query_id.isin(["q1", "q3"])]
+    assert ruled[ruled.system == "rgd"].follows_rule.all()
+    assert df[df.query_id.isin(["q0", "q2"])].follows_rule.isna().all()
+    # base equals plain greedy decoding of the zero-shot prompt
+    from lib.preflamp import clean_generation
+
+    base = df[(df.system == "base") & (df.query_id == "q0")].generation.iloc[0]
+    assert base == clean_generation(models.greedy_generate(model, tok, [queries()[0]["prompt"]], 6)[0])
+    assert (df[df.system == "icl"].n_examples > 0).all()
+
+
+def test_cache_resume_and_user_independence(lm, tmp_path):
+    model, tok = lm
+    full = run(model, tok, queries(), tmp_path, user_block=1)
+    again = run(Boom(), tok, queries(), tmp_path, user_block=1)  # every generation comes from the cache
+    pd.testing.assert_frame_equal(full, again)
+    # drop a few cached entries: only those batches are regenerated, same result
+    f = sorted((tmp_path / "tiny").glob("*.json"))[0]
+    d = json.loads(f.read_text())
+    d["generations"] = dict(list(d["generations"].items())[:3])
+    f.write_text(json.dumps(d))
+    pd.testing.assert_frame_equal(full, run(model, tok, queries(), tmp_path, user_block=1))
+    # blocks of one user: one user at a time (fresh cache) gives the same rows as all users together
+    parts = [run(model, tok, [q for q in queries() if q["user"] == u], tmp_path / "solo", user_block=1)
+             for u in ("u0", "u1")]
+    pd.testing.assert_frame_equal(full, evaluate.sort_rows(pd.concat(parts, ignore_index=True)))
+
+
+def test_user_blocks():
+    assert evaluate.user_blocks(["c", "a", "b", "a", "d"], 3) == [["a", "b", "c"], ["d"]]
+    with pytest.raises(ValueError):
+        evaluate.user_blocks(["a"], 0)
+
+
+def test_bad_queries():
+    q = queries()
+    del q[1]["reference"]
+    with pytest.raises(KeyError, match="record 1 .*'reference'"):
+        evaluate.check_queries(q)
+    with pytest.raises(ValueError, match="duplicate"):
+        evaluate.check_queries([queries()[0], queries()[0]])
+
+
+def test_rgd_without_fn_is_an_error(lm, tmp_path):
+    model, tok = lm
+    with pytest.raises(ValueError, match="rgd_fn"):
+        evaluate.evaluate(queries()[:1], model, tok, "tiny", icl_ks=(), rms={"a": None}, ws=(1.0,),
+                          max_new_tokens=2, progress=False)
+
+
+def test_summaries():
+    rows = []
+    for sys_, param, rm, r1 in [("base", None, None, 0.2), ("icl", 1, None, 0.3), ("icl", 2, None, 0.5),
+                                ("rgd", 1.0, "a", 0.1), ("rgd", 2.0, "a", 0.4), ("rgd", 1.0, "b", 0.35)]:
+        for q in range(3):
+            rows.append({"task": "LaMP-4", "model": "smollm2-135m", "system": sys_, "param": param, "rm": rm,
+                         "rouge1": r1, "rougeL": r1, "follows_rule": q == 0})
+    s = evaluate.summarize(pd.DataFrame(rows), n_boot=20)
+    assert len(s) == 6 and s.follows_rule.tolist() == pytest.approx([1 / 3] * 6)
+    b = evaluate.best_systems(s)
+    assert b.system.tolist() == ["base", "icl", "rgd"]
+    assert b.rouge1.tolist() == pytest.approx([0.2, 0.5, 0.4]) and b.params_m.iloc[0] == 135
+    assert b.param.iloc[1] == 2 and b.rm.iloc[2] == "a"
+    j = evaluate.rm_vs_rouge(s, pd.DataFrame({"task": ["LaMP-4"] * 2, "rm": ["a", "b"], "rm_acc": [0.9, 0.6]}))
+    assert j.set_index("rm").rouge1.to_dict() == pytest.approx({"a": 0.4, "b": 0.35})
+    with pytest.raises(KeyError, match="no row"):
+        evaluate.rm_vs_rouge(s, pd.DataFrame({"task": ["LaMP-4"], "rm": ["a"], "rm_acc": [0.9]}))
+
+
+def test_rgd_through_lib_rgd(lm, tmp_path):
+    """Real lib.rgd via rgd_adapter with a per-user head on the policy's own states (shared path)."""
+    from lib.rewards import Individual
+
+    model, tok = lm
+    rm = Individual("tiny", "lm_last", model.config.hidden_size, ["u0", "u1"])
+    torch.manual_seed(1)
+    rm.W.data.normal_(0, 3.0)
+    fn, tag = evaluate.rgd_adapter("tiny", k=4)
+    df = evaluate.evaluate(queries(), model, tok, "tiny", icl_ks=(), rms={"ind": rm}, ws=(0.0, 5.0), rgd_fn=fn,
+                           rgd_tag=tag, max_new_tokens=6, batch_size=4, cache_dir=tmp_path, progress=False)
+    base = df[df.system == "base"].set_index("query_id").generation
+    w0 = df[(df.system == "rgd") & (df.param == 0.0)].set_index("query_id").generation
+    w5 = df[(df.system == "rgd") & (df.param == 5.0)].set_index("query_id").generation
+    assert w0.to_dict() == base.to_dict()  # w = 0 is plain greedy decoding
+    assert (w5 != base).any()  # a strong reward changes what is generated
+
+
+def test_unknown_user_error_or_skip(lm, tmp_path):
+    from lib.rewards import Individual
+
+    model, tok = lm
+    rm = Individual("tiny", "lm_last", model.config.hidden_size, ["u0"])  # does not know u1
+    kw = dict(icl_ks=(), rms={"ind": rm}, ws=(1.0,), rgd_fn=fake_rgd, max_new_tokens=2, progress=False)
+    with pytest.raises(KeyError, match="u1"):
+        evaluate.evaluate(queries(), model, tok, "tiny", **kw)
+    with pytest.warns(UserWarning, match="skipped for 1"):
+        df = evaluate.evaluate(queries(), model, tok, "tiny", unknown_users="skip", **kw)
+    assert set(df[df.system == "rgd"].user) == {"u0"} and set(df[df.system == "base"].user) == {"u0", "u1"}
+
+
+def test_results_roundtrip_limit_and_fingerprint(lm, tmp_path):
+    from lib.rewards import Individual
+
+    model, tok = lm
+    qs = queries() + [query("q9", user="u0")]
+    assert [q["query_id"] for q in evaluate.limit_queries(qs, 1)] == ["q0", "q1"]
+    df = run(model, tok, qs, tmp_path)
+    back = evaluate.read_results(evaluate.write_results(df, tmp_path / "g.csv"))
+    assert back.shape == df.shape and back.rouge1.tolist() == pytest.approx(df.rouge1.tolist())
+    with pytest.raises(FileNotFoundError, match="notebook 05"):
+        evaluate.read_results(tmp_path / "none.csv")
+    rm = Individual("tiny", "lm_last", 32, ["u0"])
+    f0 = evaluate.rm_fingerprint(rm)
+    rm.W.data += 1
+    assert evaluate.rm_fingerprint(rm) != f0  # retrained weights never hit a stale cache entry
