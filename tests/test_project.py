@@ -80,3 +80,13 @@ def test_notebooks_are_stripped_and_parameterised(path):
     tags = [c.get("metadata", {}).get("tags", []) for c in nb["cells"] if c["cell_type"] == "code"]
     assert "parameters" in tags[0], f"{path.name}: the first code cell must be tagged 'parameters'"
     assert "profile" in pipeline.declared_parameters(path)
+
+
+def test_notebooks_pass_nbstripout_verify():
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which("nbstripout") or str(Path(sys.executable).parent / "nbstripout")
+    r = subprocess.run([exe, "--verify", *map(str, NOTEBOOKS)], capture_output=True, text=True)
+    assert r.returncode == 0, f"run `make strip` before committing:\n{r.stdout}{r.stderr}"
