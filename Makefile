@@ -25,7 +25,7 @@ GEN := $(DATA)/eval/generations.csv
 FIGS := $(FIG)/summary.md
 
 .PHONY: help setup data rms rgd policy-accuracy generation figures all test test-unit test-notebooks \
-        bench strip clean distclean
+        bench strip clean distclean readme
 
 help: ## Show this help
 	@echo "usage: make [target] [PROFILE=smoke|paper]"
@@ -49,8 +49,11 @@ policy-accuracy: $(POLACC) ## Policy accuracy and its Kendall tau with RM accura
 generation: $(GEN) ## Base / RGD / ICL generations scored against the users' outputs (notebook 05)
 figures: $(FIGS) ## Every table and figure from cached artifacts (notebook 06)
 
-all: setup figures $(RGD) ## Run the whole pipeline for PROFILE (setup first when needed)
+all: setup figures $(RGD) readme ## Run the whole pipeline for PROFILE (setup first when needed)
 	@echo "done: figures and tables of profile $(PROFILE) under $(FIG)/"
+
+readme: $(FIGS) | setup ## Regenerate the README's Results section from figures/PROFILE/summary.md
+	$(PY) scripts/update_readme.py --profile $(PROFILE)
 
 $(PREFLAMP): notebooks/01_build_pref_lamp.ipynb $(CONFIG) $(LIB) | setup
 	$(RUN) 01_build_pref_lamp
