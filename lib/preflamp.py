@@ -227,6 +227,14 @@ def build_task(questions: list[dict], task: str, generator, params: dict) -> tup
     return pairs, queries, counts
 
 
+def _display_path(path) -> str:
+    """``path`` relative to the repository when inside it, so manifests do not depend on the clone's location."""
+    from . import REPO_ROOT
+
+    p = Path(path).resolve()
+    return str(p.relative_to(REPO_ROOT)) if p.is_relative_to(REPO_ROOT) else str(p)
+
+
 def build(lamp_root, out_dir, generator=None, corpus: str = "lamp", **params) -> dict:
     """Build Pref-LaMP from a LaMP folder into ``out_dir`` (written atomically); return the manifest.
 
@@ -242,7 +250,7 @@ def build(lamp_root, out_dir, generator=None, corpus: str = "lamp", **params) ->
         rules = json.loads(rules_file.read_text())["rules"]
     if p["rejected"] == "policy" and generator is None:
         raise ValueError("rejected='policy' needs a generator (see policy_generator)")
-    manifest = {"corpus": corpus, "lamp_root": str(lamp_root), "params": {**p, "tasks": list(p["tasks"])},
+    manifest = {"corpus": corpus, "lamp_root": _display_path(lamp_root), "params": {**p, "tasks": list(p["tasks"])},
                 "generator": getattr(generator, "description", None) if p["rejected"] == "policy" else None,
                 "inputs": {}, "tasks": {}, "files": {}}
     with atomic_dir(out_dir) as tmp:

@@ -118,3 +118,17 @@ def test_small_profiles_are_skipped_with_a_warning(tmp_path):
         m = preflamp.build(tmp_path / "raw", tmp_path / "o", generator=fake_generator, corpus="synthetic",
                            tasks=["LaMP-5"], min_profile=4)
     assert m["tasks"]["LaMP-5"]["users_skipped_small_profile"] == 3 and m["tasks"]["LaMP-5"]["pairs"] == 0
+
+
+def test_outputs_have_normal_permissions_and_portable_manifest(corpus, tmp_path):
+    import os
+    import stat
+
+    preflamp.build(corpus, tmp_path / "p", generator=fake_generator, corpus="synthetic")
+    mode = stat.S_IMODE(os.stat(tmp_path / "p" / "manifest.json").st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask  # not mkstemp's 0600
+    from lib import REPO_ROOT
+    assert preflamp._display_path(REPO_ROOT / "data" / "raw" / "synthetic") == "data/raw/synthetic"
+    assert preflamp._display_path(tmp_path) == str(tmp_path.resolve())
