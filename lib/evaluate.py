@@ -117,15 +117,21 @@ def write_results(df: pd.DataFrame, path) -> Path:
     return Path(path)
 
 
-def read_results(path) -> pd.DataFrame:
+def read_table(path, columns, made_by: str, **read_kw) -> pd.DataFrame:
+    """A pipeline CSV artifact; a clear error when it is missing (naming the step that writes it) or lacks columns."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: run notebook 05 (make generation) first")
-    df = pd.read_csv(path, keep_default_na=True, dtype={"user": str, "query_id": str, "generation": str,
-                                                        "reference": str})
-    missing = [c for c in ROW_COLUMNS if c not in df.columns]
+        raise FileNotFoundError(f"{path} does not exist: run {made_by} first")
+    df = pd.read_csv(path, **read_kw)
+    missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise KeyError(f"{path}: columns {missing} missing")
+        raise KeyError(f"{path}: columns {missing} missing (has {list(df.columns)})")
+    return df
+
+
+def read_results(path) -> pd.DataFrame:
+    df = read_table(path, ROW_COLUMNS, "notebook 05 (make generation)",
+                    dtype={"user": str, "query_id": str, "generation": str, "reference": str})
     df["generation"] = df["generation"].fillna("")
     return df
 
@@ -342,12 +348,7 @@ def read_rm_index(index_csv) -> pd.DataFrame:
     from . import REPO_ROOT
 
     index_csv = Path(index_csv)
-    if not index_csv.exists():
-        raise FileNotFoundError(f"{index_csv} does not exist: run notebook 02 (make rms) first")
-    idx = pd.read_csv(index_csv)
-    missing = [c for c in RM_INDEX_COLUMNS if c not in idx.columns]
-    if missing:
-        raise KeyError(f"{index_csv}: columns {missing} missing (has {list(idx.columns)})")
+    idx = read_table(index_csv, RM_INDEX_COLUMNS, "notebook 02 (make rms)")
     idx["rm"] = [rm_name(r) for _, r in idx.iterrows()]
     dup = idx[idx.duplicated(["task", "rm"], keep=False)]
     if len(dup):
@@ -416,12 +417,6 @@ PA_COLUMNS = ("task", "policy", "rm", "method", "user_group", "definition", "nor
 
 def read_policy_accuracy(path) -> pd.DataFrame:
     """notebook 04's table (one row per reward model, user group, definition, normalisation and w)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: run notebook 04 (make policy-accuracy) first")
-    df = pd.read_csv(path)
-    missing = [c for c in PA_COLUMNS if c not in df.columns]
-    if missing:
-        raise KeyError(f"{path}: columns {missing} missing")
+    df = read_table(path, PA_COLUMNS, "notebook 04 (make policy-accuracy)")
     df["normalise"] = df["normalise"].astype(str).str.lower().isin(["true", "1"])
     return df
