@@ -47,6 +47,9 @@ def parameters_for(name: str, profile: str) -> dict:
     return {k: v for k, v in params.items() if k in declared}
 
 
+IOPUB_TIMEOUT_S = 120
+
+
 def run(name: str, profile: str = "smoke", out_dir: Path | None = None) -> Path:
     import papermill
 
@@ -56,8 +59,11 @@ def run(name: str, profile: str = "smoke", out_dir: Path | None = None) -> Path:
     out = out_dir / path.name
     params = parameters_for(name, profile)
     print(f"[pipeline] {path.name} (profile {profile}) -> {out}", flush=True)
+    # iopub_timeout: how long to wait for a cell's outputs after it finished (nbclient's default, 4 s,
+    # is too short for a busy 2-core machine; see notebooks/conftest.py for the same fix under nbval)
     papermill.execute_notebook(str(path), str(out), parameters=params, kernel_name="python3",
-                               cwd=str(NOTEBOOKS), progress_bar=True, log_output=False)
+                               cwd=str(NOTEBOOKS), progress_bar=True, log_output=False,
+                               iopub_timeout=IOPUB_TIMEOUT_S, raise_on_iopub_timeout=True)
     return out
 
 
