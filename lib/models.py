@@ -205,7 +205,20 @@ def prompt_text(tok, user_message: str) -> str:
     if has_chat_template(tok):
         return tok.apply_chat_template([{"role": "user", "content": user_message}], tokenize=False,
                                        add_generation_prompt=True)
-    return user_message + "\n"
+    return bos_text(tok) + user_message + "\n"
+
+
+def bos_text(tok) -> str:
+    """The BOS token a base model's tokenizer would prepend itself, as text (else "").
+
+    Prompts are tokenised with ``add_special_tokens=False`` (chat templates carry their own special
+    tokens), so a base model that expects BOS gets it here. Gemma 3 without ``<bos>`` degenerates
+    into repeating one token under greedy decoding.
+    """
+    bos = getattr(tok, "bos_token", None)
+    if bos and tok("x", add_special_tokens=True)["input_ids"][:1] == [tok.bos_token_id]:
+        return bos
+    return ""
 
 
 def prompt_ids(tok, user_message: str) -> list[int]:

@@ -41,3 +41,25 @@ def test_encoder_loads():
     enc, tok = models.load_encoder("minilm-l6", device="cpu")
     x = enc(**tok(["hello world"], return_tensors="pt")).last_hidden_state
     assert x.shape[-1] == 384
+
+
+def _base_tokenizer(adds_bos: bool):
+    """A base-model tokenizer (no chat template) that does or does not prepend BOS itself."""
+    from tokenizers import Tokenizer, models as tm, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "hello": 4, "world": 5, "x": 6}
+    t = Tokenizer(tm.WordLevel(vocab, unk_token="<unk>"))
+    t.pre_tokenizer = pre_tokenizers.Whitespace()
+    if adds_bos:
+        t.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
+    return PreTrainedTokenizerFast(tokenizer_object=t, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>",
+                                   unk_token="<unk>")
+
+
+def test_base_model_prompt_starts_with_bos_exactly_once():
+    # Gemma 3 (base, no chat template) degenerates without <bos>; prompts are tokenised without
+    # special tokens, so prompt_text must carry it, and only for tokenizers that would add it.
+    ids = models.prompt_ids(_base_tokenizer(adds_bos=True), "hello world")
+    assert ids[0] == 2 and ids.count(2) == 1 and ids[1:3] == [4, 5]
+    assert models.prompt_ids(_base_tokenizer(adds_bos=False), "hello world")[0] == 4
