@@ -26,9 +26,10 @@ four *paths*, chosen from the reward model (``path=`` overrides it, for tests an
   k-fold cache copies). Cached paths are tested against it token for token.
 
 Rows are left-padded, each has its own user, stops on its own at EOS (``models.eos_ids``), and
-finished rows are carried along with pad tokens. Only caches made of plain ``DynamicLayer``s
-(full attention: Llama, Qwen2, SmolLM2) are supported by the cached paths; sliding-window
-models must use ``path="naive"``. Numerics: a cached forward and an uncached forward of the same
+finished rows are carried along with pad tokens. The cached paths need ``DynamicCache`` layers they
+can truncate: full attention (Llama, Qwen2, SmolLM2), and sliding-window layers (Gemma 3) as long as
+prompt + generated tokens + candidates stay inside the window (beyond it a clear error says to use
+``path="naive"`` or shorter prompts). Numerics: a cached forward and an uncached forward of the same
 tokens differ by float rounding (about 1e-6 in fp32), so an argmax can flip on an exact near-tie;
 the tests check token equality over >= 32 tokens on several prompts.
 """
@@ -130,17 +131,29 @@ def tree_forward(model, cache, cand, prefix_mask, pos):
     Returns their hidden states ``[B, c, d]``; the cache grows by ``c`` entries (see keep_entry).
     """
     B, c = cand.shape
+    check_window(model, prefix_mask.shape[-1] + c)
     dtype = next(model.parameters()).dtype
     pos = pos[:, None].expand(B, c) if pos.dim() == 1 else pos
     out = run_decoder(model, cache, input_ids=cand, attention_mask=tree_mask(prefix_mask, c, dtype), position_ids=pos)
     return out.last_hidden_state
 
 
+def check_window(model, n: int) -> None:
+    """Raise if ``n`` cache entries would not fit a sliding-window layer (it would drop prefix entries)."""
+    cfg = model.config
+    window = getattr(cfg, "sliding_window", None)
+    if window and "sliding_attention" in (getattr(cfg, "layer_types", None) or []) and n > window - 1:
+        raise NotImplementedError(
+            f"the sequence with its candidates ({n} tokens) outgrows the model's sliding window ({window}): "
+            "cached RGD keeps whole prefixes; use shorter prompts, fewer candidates per chunk, or path='naive'")
+
+
 def _layers(cache):
     layers = getattr(cache, "layers", None)
-    if layers is None or any(type(layer).__name__ != "DynamicLayer" for layer in layers):
-        raise NotImplementedError("cached RGD needs a DynamicCache of full-attention DynamicLayers "
-                                  f"(got {type(cache).__name__}); use path='naive' for this model")
+    ok = ("DynamicLayer", "DynamicSlidingWindowLayer")
+    if layers is None or any(type(layer).__name__ not in ok for layer in layers):
+        raise NotImplementedError("cached RGD needs a DynamicCache of DynamicLayers (full or sliding-window "
+                                  f"attention; got {type(cache).__name__}); use path='naive' for this model")
     return layers
 
 
@@ -149,17 +162,28 @@ def keep_entry(cache, S: int, j: torch.Tensor | None) -> None:
 
     The candidates occupy entries ``S .. S+c-1``; the chosen one is copied into slot ``S`` in
     place (a gather of B entries) and the rest dropped by slicing, so nothing is re-encoded.
+    A sliding-window layer is truncated the same way while it still holds every entry; once it has
+    dropped old ones the prefix cannot be restored and this raises.
     """
     layers = _layers(cache)
     if j is not None:  # index tensors built once, not per layer (GPU steps are launch-bound)
         dev = layers[0].keys.device
         ar, src = torch.arange(len(j), device=dev), S + j.to(dev)
+    n = S + (j is not None)
     for layer in layers:
+        sliding = getattr(layer, "is_sliding", False)
+        if sliding and layer.cumulative_length != layer.keys.shape[-2]:
+            raise NotImplementedError(
+                f"the sequence with its candidates ({layer.cumulative_length} tokens) outgrew the model's sliding "
+                f"window ({layer.sliding_window}): cached RGD keeps whole prefixes; use shorter prompts, fewer "
+                "candidates per chunk, or path='naive'")
         for name in ("keys", "values"):
             t = getattr(layer, name)
             if j is not None:
                 t[:, :, S] = t[ar, :, src]
-            setattr(layer, name, t[:, :, : S + (j is not None)])
+            setattr(layer, name, t[:, :, :n])
+        if sliding:
+            layer.cumulative_length = n
 
 
 # ----------------------------------------------------------------------------- rewards

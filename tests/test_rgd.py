@@ -237,3 +237,50 @@ def test_smollm2_cached_equals_naive_and_greedy():
     plain = rgd.generate(policy, tok, prompts, max_new_tokens=32, eos_token_ids=[])
     assert plain.sequences == _hf_generate(policy, tok, prompts, 32)
     assert cached.sequences != plain.sequences
+
+
+# --- sliding-window attention (Gemma 3) --------------------------------------------------
+def _tiny_gemma(tok, window: int):
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(5)
+    cfg = Gemma3TextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=window,
+                           layer_types=["sliding_attention", "full_attention"], max_position_embeddings=1024,
+                           pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None)
+    return Gemma3ForCausalLM(cfg).eval().to(DEV)
+
+
+def test_sliding_window_model_cached_equals_naive_inside_the_window(tok):
+    policy = _tiny_gemma(tok, window=128)
+    kw = dict(users=USERS, rm=DummyRM("tiny", "lm_last", 32, seed=3, scale=3.0), w=1.0, k=4, max_new_tokens=32,
+              eos_token_ids=[], policy_name="tiny")
+    cached = rgd.generate(policy, tok, PROMPTS, **kw)
+    assert cached.path == "shared"
+    assert cached.sequences == rgd.generate(policy, tok, PROMPTS, path="naive", **kw).sequences
+    assert rgd.generate(policy, tok, PROMPTS, max_new_tokens=32, eos_token_ids=[]).sequences == \
+        _hf_generate(policy, tok, PROMPTS, 32)
+
+
+def test_sliding_window_overflow_raises_instead_of_decoding_wrongly(tok):
+    policy = _tiny_gemma(tok, window=24)  # the longest prompt alone is ~20 tokens
+    with pytest.raises(NotImplementedError, match="sliding window"):
+        rgd.generate(policy, tok, PROMPTS, users=USERS, rm=DummyRM("tiny", "lm_last", 32, seed=3), w=1.0, k=4,
+                     max_new_tokens=16, eos_token_ids=[], policy_name="tiny")
+
+
+@pytest.mark.slow
+def test_gemma3_cached_equals_naive_and_is_coherent():
+    """The packaged Gemma 3 270M (base, sliding-window layers): cached path a == the reference."""
+    from lib import models
+
+    policy, tok = models.load_causal_lm("gemma3-270m", device=DEV, dtype=torch.float32)
+    prompts = ["Write a headline for: Stocks rally as inflation cools.", "Paraphrase: I love rainy mornings."]
+    rm = DummyRM("gemma3-270m", "lm_last", policy.config.hidden_size, users=USERS[:2], seed=11, scale=2.0)
+    kw = dict(users=USERS[:2], rm=rm, w=1.0, k=2, max_new_tokens=10, eos_token_ids=[], policy_name="gemma3-270m")
+    cached = rgd.generate(policy, tok, prompts, **kw)
+    assert cached.path == "shared" and cached.sequences == rgd.generate(policy, tok, prompts, path="naive", **kw).sequences
+    plain = rgd.generate(policy, tok, prompts, max_new_tokens=12, eos_token_ids=[])
+    assert plain.sequences == _hf_generate(policy, tok, prompts, 12)
+    # with its <bos> (models.prompt_text) the base model continues the text instead of repeating one token
+    assert all(len(set(s)) > 3 for s in plain.sequences)
