@@ -366,8 +366,19 @@ def read_rm_index(index_csv) -> pd.DataFrame:
 
 
 def select_rms(index: pd.DataFrame, task: str, methods=None, backbones=None, seeds=None,
-               prefix_train=None) -> pd.DataFrame:
-    """Rows of the RM index for one task, optionally filtered (None keeps everything)."""
+               prefix_train=None, policy: str | None = None) -> pd.DataFrame:
+    """Rows of the RM index for one task, optionally filtered (None keeps everything).
+
+    ``backbones="policy"`` keeps the reward models whose frozen backbone is ``policy`` itself: RGD then
+    takes path a (the policy's forward of the k candidates also yields their rewards), the cheap
+    choice when each policy size has reward heads on its own hidden states (smoke profile).
+    """
+    if isinstance(backbones, str):
+        if backbones != "policy":
+            raise ValueError(f"backbones must be None, a list of backbone names or 'policy', not {backbones!r}")
+        if policy is None:
+            raise ValueError("backbones='policy' needs the policy's name (policy=...)")
+        backbones = [policy]
     s = index[index.task == task]
     if methods is not None:
         s = s[s.method.isin(methods)]

@@ -179,7 +179,10 @@ def plot_size(best: pd.DataFrame, metric: str = "rouge1"):
         sns.lineplot(data=best[best.task == t], x="params_m", y=metric, hue="system", hue_order=["base", "icl", "rgd"],
                      marker="o", ax=ax, legend=ax is axes[0, -1])
         ax.set_xscale("log")
-        ax.set_xlabel("policy parameters (M)")
+        sizes = sorted(best.params_m.dropna().unique())
+        ax.set_xticks(sizes, [f"{s:g}M" for s in sizes])  # only the sizes run: no crowded log-scale labels
+        ax.minorticks_off()
+        ax.set_xlabel("policy parameters")
         ax.set_title(t)
     fig.tight_layout()
     return fig

@@ -18,6 +18,7 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 FIGURES = [("generation_best", "Base vs best ICL vs best RGD"),
            ("scatter_rm_policy_cumulative", "RM accuracy vs policy accuracy (cumulative)"),
            ("scatter_rm_rouge", "RM accuracy vs ROUGE-1 of RGD"),
+           ("rouge_vs_size", "ROUGE-1 vs policy size: base, best ICL, best RGD"),
            ("rm_accuracy", "RM accuracy per method")]
 
 

@@ -168,3 +168,17 @@ def test_results_roundtrip_limit_and_fingerprint(lm, tmp_path):
     f0 = evaluate.rm_fingerprint(rm)
     rm.W.data += 1
     assert evaluate.rm_fingerprint(rm) != f0  # retrained weights never hit a stale cache entry
+
+
+def test_select_rms_filters_and_policy_backbone():
+    idx = pd.DataFrame([{"task": t, "rm": f"{m}-{b}-{s}", "method": m, "backbone": b, "seed": s, "prefix_train": p}
+                        for t in ("LaMP-4", "LaMP-5") for m in ("bt", "vpl") for b in ("smollm2-135m", "gemma3-270m")
+                        for s in (0, 1) for p in (False,)])
+    assert len(evaluate.select_rms(idx, "LaMP-4")) == 8
+    own = evaluate.select_rms(idx, "LaMP-4", backbones="policy", seeds=[0], policy="gemma3-270m")
+    assert set(own.backbone) == {"gemma3-270m"} and set(own.seed) == {0} and len(own) == 2
+    assert len(evaluate.select_rms(idx, "LaMP-5", methods=["vpl"], backbones=["smollm2-135m"])) == 2
+    with pytest.raises(ValueError, match="policy"):
+        evaluate.select_rms(idx, "LaMP-4", backbones="policy")
+    with pytest.raises(ValueError, match="backbones"):
+        evaluate.select_rms(idx, "LaMP-4", backbones="smollm2-135m")  # a bare name, not a list
