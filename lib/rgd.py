@@ -162,8 +162,8 @@ def keep_entry(cache, S: int, j: torch.Tensor | None) -> None:
 
     The candidates occupy entries ``S .. S+c-1``; the chosen one is copied into slot ``S`` in
     place (a gather of B entries) and the rest dropped by slicing, so nothing is re-encoded.
-    A sliding-window layer is truncated the same way while it still holds every entry; once it has
-    dropped old ones the prefix cannot be restored and this raises.
+    A sliding-window layer is truncated the same way: :func:`tree_forward` has already checked that
+    prefix + candidates fit its window, so it still holds every entry.
     """
     layers = _layers(cache)
     if j is not None:  # index tensors built once, not per layer (GPU steps are launch-bound)
@@ -171,18 +171,12 @@ def keep_entry(cache, S: int, j: torch.Tensor | None) -> None:
         ar, src = torch.arange(len(j), device=dev), S + j.to(dev)
     n = S + (j is not None)
     for layer in layers:
-        sliding = getattr(layer, "is_sliding", False)
-        if sliding and layer.cumulative_length != layer.keys.shape[-2]:
-            raise NotImplementedError(
-                f"the sequence with its candidates ({layer.cumulative_length} tokens) outgrew the model's sliding "
-                f"window ({layer.sliding_window}): cached RGD keeps whole prefixes; use shorter prompts, fewer "
-                "candidates per chunk, or path='naive'")
         for name in ("keys", "values"):
             t = getattr(layer, name)
             if j is not None:
                 t[:, :, S] = t[ar, :, src]
             setattr(layer, name, t[:, :, :n])
-        if sliding:
+        if getattr(layer, "is_sliding", False):  # inside the window (tree_forward checks): nothing was dropped
             layer.cumulative_length = n
 
 
