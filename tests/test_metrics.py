@@ -74,6 +74,18 @@ def test_kendall_tau_ci_contains_tau_and_is_seeded():
     assert a["ci_lo"] < a["tau"] < a["ci_hi"] and a["tau"] > 0.1 and a["n"] == 40
 
 
+def test_tau_b_resampled_by_hand_and_against_scipy():
+    x, y = [1.0, 2.0, 3.0], [1.0, 3.0, 2.0]
+    # (0,1) and (0,2) concordant, (1,2) discordant: (2 - 1) / 3; a repeated item ties with itself
+    got = metrics.tau_b_resampled(x, y, [[0, 1, 2], [0, 0, 1], [2, 2, 2]])
+    assert got[0] == pytest.approx(1 / 3) and got[1] == pytest.approx(1.0) and math.isnan(got[2])
+    rng = np.random.default_rng(3)
+    xs, ys = rng.integers(0, 4, size=12).astype(float), rng.integers(0, 3, size=12).astype(float)  # many ties
+    idx = rng.integers(0, 12, size=(50, 12))
+    want = [stats.kendalltau(xs[i], ys[i], variant="b").statistic for i in idx]
+    np.testing.assert_allclose(metrics.tau_b_resampled(xs, ys, idx), want, rtol=1e-12, atol=1e-12)
+
+
 def test_bootstrap_ci_mean():
     x = np.arange(100, dtype=float)
     lo, hi = metrics.bootstrap_ci(x, n_boot=500, seed=0)
