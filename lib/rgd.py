@@ -95,7 +95,18 @@ def run_decoder(model, cache, **kw):
 
 @torch.no_grad()
 def prefill(model, ids, mask):
-    """Forward a left-padded prompt batch; returns (last hidden [B, d], cache)."""
+    """Forward a left-padded prompt batch; returns (last hidden [B, d], cache).
+
+    Rows with the same prompt share one forward: only the distinct rows are forwarded and their
+    cache entries are copied to every row (notebook 05 decodes one query under many (reward model,
+    w) settings as rows of one batch, so most of a batch's prompts repeat).
+    """
+    uniq, inv = torch.unique(torch.cat([ids, mask], 1), dim=0, return_inverse=True)
+    if len(uniq) < len(ids):
+        h, cache = prefill(model, uniq[:, : ids.shape[1]], uniq[:, ids.shape[1]:])
+        for layer in _layers(cache):
+            layer.keys, layer.values = layer.keys[inv], layer.values[inv]
+        return h[inv], cache
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
     out = run_decoder(model, cache, input_ids=ids, attention_mask=mask, position_ids=pos)
@@ -148,6 +159,15 @@ def check_window(model, n: int) -> None:
             "cached RGD keeps whole prefixes; use shorter prompts, fewer candidates per chunk, or path='naive'")
 
 
+def window_room(model, S: int) -> int:
+    """How many candidate tokens fit beside ``S`` cache entries in a sliding-window layer (no window: a lot)."""
+    cfg = model.config
+    window = getattr(cfg, "sliding_window", None)
+    if window and "sliding_attention" in (getattr(cfg, "layer_types", None) or []):
+        return max(1, window - 1 - S)  # <= 0 left: tree_forward raises its clear error
+    return 1 << 30
+
+
 def _layers(cache):
     layers = getattr(cache, "layers", None)
     ok = ("DynamicLayer", "DynamicSlidingWindowLayer")
@@ -181,14 +201,6 @@ def keep_entry(cache, S: int, j: torch.Tensor | None) -> None:
 
 
 # ----------------------------------------------------------------------------- rewards
-def user_rows(rm, users, B: int) -> torch.Tensor:
-    if isinstance(users, str):
-        users = [users] * B
-    if users is None or len(users) != B:
-        raise ValueError(f"need one user per prompt: got {None if users is None else len(users)} users for {B} prompts")
-    return rm.user_index(list(users))
-
-
 def head_rewards(rm, feats: torch.Tensor, uidx: torch.Tensor) -> torch.Tensor:
     """``rm.head`` on features ``[B, c, d]`` with user rows ``[B]`` -> rewards ``[B, c]`` (float32)."""
     B, c, d = feats.shape
@@ -196,6 +208,62 @@ def head_rewards(rm, feats: torch.Tensor, uidx: torch.Tensor) -> torch.Tensor:
     dev = p.device if p is not None else feats.device
     r = rm.head(feats.reshape(B * c, d).float().to(dev), uidx.to(dev).repeat_interleave(c))
     return r.reshape(B, c).float().to(feats.device)
+
+
+def _backbone_key(rm):
+    return rm.backbone, rm.feature_kind, rm.finetuned
+
+
+class RowHeads:
+    """The reward of each row of a batch under its own reward model (or none), all on one backbone.
+
+    ``rms`` is one reward model for every row or a list with one entry per row (``None``: no
+    reward, for rows decoded with ``w = 0`` beside reward-guided ones). Rows whose models share a
+    backbone share every forward (the policy's in path a, the reward backbone's in b and c); each
+    row then applies its own head: one head call per distinct model.
+    """
+
+    def __init__(self, rms, users, B: int):
+        rms = list(rms) if isinstance(rms, (list, tuple)) else [rms] * B
+        if len(rms) != B:
+            raise ValueError(f"need one reward model (or None) per prompt: got {len(rms)} for {B} prompts")
+        if isinstance(users, str):
+            users = [users] * B
+        models_ = [m for m in rms if m is not None]
+        if not models_:
+            raise ValueError("RowHeads needs at least one reward model")
+        if users is None or len(users) != B:
+            raise ValueError(f"need one user per prompt: got {None if users is None else len(users)} users for {B} prompts")
+        self.first = models_[0]
+        for m in models_:
+            if _backbone_key(m) != _backbone_key(self.first):
+                raise ValueError(f"rows of one batch must share the reward backbone: {m.method} on {m.backbone} "
+                                 f"beside {self.first.method} on {self.first.backbone}")
+        self.rms, rows = [], {}
+        for b, m in enumerate(rms):
+            if m is not None:
+                if id(m) not in rows:
+                    self.rms.append(m)
+                rows.setdefault(id(m), []).append(b)
+        self.gid = torch.full((B,), -1, dtype=torch.long)
+        self.uidx = torch.zeros(B, dtype=torch.long)
+        for g, m in enumerate(self.rms):
+            r = rows[id(m)]
+            self.gid[r] = g
+            self.uidx[r] = m.user_index([users[b] for b in r])
+
+    def __call__(self, feats: torch.Tensor, rows=None) -> torch.Tensor:
+        """Rewards ``[n, c]`` of features ``[n, c, d]`` of the batch rows ``rows`` (default: all, in order)."""
+        rows = torch.arange(len(self.gid)) if rows is None else torch.as_tensor(rows, dtype=torch.long).cpu()
+        gid = self.gid[rows]
+        if len(self.rms) == 1 and bool((gid == 0).all()):  # the common case: one model, one head call
+            return head_rewards(self.rms[0], feats, self.uidx[rows])
+        out = torch.zeros(feats.shape[:2], dtype=torch.float32, device=feats.device)
+        for g, m in enumerate(self.rms):
+            p = (gid == g).nonzero()[:, 0]
+            if len(p):
+                out[p.to(feats.device)] = head_rewards(m, feats[p.to(feats.device)], self.uidx[rows][p])
+        return out
 
 
 def reward_kind(rm, policy, tok, policy_name: str | None, featurizer) -> str:
@@ -246,9 +314,9 @@ class _Shared(_Plain):
 
     needs_rewards = True
 
-    def __init__(self, policy, ids, mask, rm, uidx, chunk):
+    def __init__(self, policy, ids, mask, heads, chunk):
         super().__init__(policy, ids, mask)
-        self.rm, self.uidx, self.chunk = rm, uidx, chunk
+        self.heads, self.chunk = heads, chunk
 
     def rewards(self, cand, gen, done):
         B, k = cand.shape
@@ -260,7 +328,7 @@ class _Shared(_Plain):
                 keep_entry(self.cache, S, None)
         self.h = torch.cat(hs, 1)
         self.chunked = k > c
-        return head_rewards(self.rm, self.h, self.uidx)
+        return self.heads(self.h)
 
     def advance(self, tokens, j):
         if self.chunked:  # the chosen entry was dropped with its chunk: append it again
@@ -276,9 +344,9 @@ class _Separate(_Plain):
 
     needs_rewards = True
 
-    def __init__(self, policy, ids, mask, rm, uidx, chunk, rm_model, rm_ids, rm_mask):
+    def __init__(self, policy, ids, mask, heads, chunk, rm_model, rm_ids, rm_mask):
         super().__init__(policy, ids, mask)
-        self.rm, self.uidx, self.chunk, self.rm_model, self.rm_mask = rm, uidx, chunk, rm_model, rm_mask
+        self.heads, self.chunk, self.rm_model, self.rm_mask = heads, chunk, rm_model, rm_mask
         self.rm_pos = rm_mask.sum(1)
         _, self.rm_cache = prefill(rm_model, rm_ids, rm_mask)
 
@@ -292,7 +360,7 @@ class _Separate(_Plain):
             if k > c:
                 keep_entry(self.rm_cache, S, None)
         self.chunked = k > c
-        return head_rewards(self.rm, torch.cat(hs, 1), self.uidx)
+        return self.heads(torch.cat(hs, 1))
 
     def advance(self, tokens, j):
         tokens_rm = tokens.to(self.rm_mask.device)
@@ -306,7 +374,7 @@ class _Separate(_Plain):
         super().advance(tokens, j)
 
 
-def text_rewards(rm, featurizer, tok, prompts, gen, cand, uidx, done, chunk):
+def text_rewards(heads, featurizer, tok, prompts, gen, cand, done, chunk):
     """Path c / naive: score ``(prompt, decoded prefix + candidate)`` texts with the featurizer."""
     B, k = cand.shape
     rows = [b for b in range(B) if not done[b]]
@@ -315,7 +383,7 @@ def text_rewards(rm, featurizer, tok, prompts, gen, cand, uidx, done, chunk):
     r = torch.zeros(B, k, device=cand.device)
     if rows:
         feats = torch.cat([featurizer.features(P[s : s + chunk], R[s : s + chunk]) for s in range(0, len(P), chunk)])
-        r[rows] = head_rewards(rm, feats.reshape(len(rows), k, -1), uidx[rows]).to(cand.device)
+        r[rows] = heads(feats.reshape(len(rows), k, -1), rows).to(cand.device)
     return r
 
 
@@ -324,16 +392,16 @@ class _Text(_Plain):
 
     needs_rewards = True
 
-    def __init__(self, policy, ids, mask, rm, uidx, chunk, featurizer, tok, prompts):
+    def __init__(self, policy, ids, mask, heads, chunk, featurizer, tok, prompts):
         super().__init__(policy, ids, mask)
-        self.rm, self.uidx, self.chunk, self.feat, self.tok, self.prompts = rm, uidx, chunk, featurizer, tok, prompts
+        self.heads, self.chunk, self.feat, self.tok, self.prompts = heads, chunk, featurizer, tok, prompts
 
     def rewards(self, cand, gen, done):
-        return text_rewards(self.rm, self.feat, self.tok, self.prompts, gen, cand, self.uidx, done.tolist(), self.chunk)
+        return text_rewards(self.heads, self.feat, self.tok, self.prompts, gen, cand, done.tolist(), self.chunk)
 
 
 @torch.no_grad()
-def uncached_lm_rewards(rm, model, seqs: list[list[int]], cand, uidx, done, chunk):
+def uncached_lm_rewards(heads, model, seqs: list[list[int]], cand, done, chunk):
     """Naive reward: every ``seq + [candidate]`` forwarded from scratch (no padding: same length per row).
 
     Returns rewards ``[B, k]`` and the candidates' last hidden states ``[B, k, d]`` (zeros for done rows).
@@ -350,7 +418,7 @@ def uncached_lm_rewards(rm, model, seqs: list[list[int]], cand, uidx, done, chun
         c = max(1, chunk // full.shape[1])
         hs[b] = torch.cat([decoder_of(model)(input_ids=full[s : s + c], use_cache=False).last_hidden_state[:, -1]
                            for s in range(0, k, c)])
-        r[b] = head_rewards(rm, hs[b][None], uidx[b : b + 1])[0].to(cand.device)
+        r[b] = heads(hs[b][None], [b])[0].to(cand.device)
     return r, hs
 
 
@@ -361,9 +429,9 @@ class _Naive:
 
     needs_rewards = True
 
-    def __init__(self, policy, prompt_ids, rm, uidx, chunk, kind, rm_model=None, rm_prompt_ids=None,
+    def __init__(self, policy, prompt_ids, heads, chunk, kind, rm_model=None, rm_prompt_ids=None,
                  featurizer=None, tok=None, prompts=None):
-        self.policy, self.prompt_ids, self.rm, self.uidx, self.chunk, self.kind = policy, prompt_ids, rm, uidx, chunk, kind
+        self.policy, self.prompt_ids, self.heads, self.chunk, self.kind = policy, prompt_ids, heads, chunk, kind
         self.rm_model, self.rm_prompt_ids, self.feat, self.tok, self.prompts = rm_model, rm_prompt_ids, featurizer, tok, prompts
         self.gen = [[] for _ in prompt_ids]
         self.h_next = None  # [B, d] hidden of the current prefix, when already computed
@@ -380,13 +448,13 @@ class _Naive:
     def rewards(self, cand, gen, done):
         self.hc = None
         if self.kind == "shared":
-            r, self.hc = uncached_lm_rewards(self.rm, self.policy, [p + g for p, g in zip(self.prompt_ids, gen)],
-                                             cand, self.uidx, done.tolist(), self.chunk)
+            r, self.hc = uncached_lm_rewards(self.heads, self.policy, [p + g for p, g in zip(self.prompt_ids, gen)],
+                                             cand, done.tolist(), self.chunk)
             return r
         if self.kind == "separate":
-            return uncached_lm_rewards(self.rm, self.rm_model, [p + g for p, g in zip(self.rm_prompt_ids, gen)],
-                                       cand, self.uidx, done.tolist(), self.chunk)[0]
-        return text_rewards(self.rm, self.feat, self.tok, self.prompts, gen, cand, self.uidx, done.tolist(), self.chunk)
+            return uncached_lm_rewards(self.heads, self.rm_model, [p + g for p, g in zip(self.rm_prompt_ids, gen)],
+                                       cand, done.tolist(), self.chunk)[0]
+        return text_rewards(self.heads, self.feat, self.tok, self.prompts, gen, cand, done.tolist(), self.chunk)
 
     def advance(self, tokens, j):
         for b, t in enumerate(tokens.tolist()):
@@ -411,6 +479,7 @@ class RGDOutput:
     @property
     def cand_score(self):
         w = self.extra.get("w", 0.0)
+        w = torch.as_tensor(w, dtype=torch.float32).reshape(-1, 1, 1) if isinstance(w, (list, tuple)) else w
         return None if self.cand_logp is None else self.cand_logp + w * self.cand_reward
 
 
@@ -423,7 +492,7 @@ def _prompt_ids(tok, prompts):
 
 
 @torch.no_grad()
-def generate(policy, tok, prompts, users=None, rm=None, w: float = 1.0, k: int = 10, max_new_tokens: int = 64,
+def generate(policy, tok, prompts, users=None, rm=None, w: float | list = 1.0, k: int = 10, max_new_tokens: int = 64,
              temperature: float = 0.0, seed: int = 0, return_scores: bool = False, chunk_size: int = 4096,
              path: str | None = None, policy_name: str | None = None, featurizer=None,
              eos_token_ids: list[int] | None = None, progress: bool = False) -> RGDOutput:
@@ -434,8 +503,12 @@ def generate(policy, tok, prompts, users=None, rm=None, w: float = 1.0, k: int =
         prompts: user messages (formatted with ``models.prompt_ids``) or token-id lists (then the
             text path is unavailable, since it needs the message text).
         users: one user id per prompt (or one string for all); needed when ``rm`` is given.
-        rm: a ``lib.rewards.RewardModel`` or None (plain greedy / top-k sampling).
-        w, k: reward weight and number of candidates. ``temperature`` 0 = greedy, else sample
+        rm: a ``lib.rewards.RewardModel`` or None (plain greedy / top-k sampling), or a list with
+            one reward model (or None) per prompt: every row applies its own head to features that
+            all rows share (one backbone; see :class:`RowHeads`), so many (reward model, w)
+            settings decode as rows of one batch.
+        w, k: reward weight (one for all rows, or one per row; a row without a reward model
+            needs w = 0) and number of candidates. ``temperature`` 0 = greedy, else sample
             ``softmax(score / temperature)`` over the k candidates with ``torch.Generator(seed)``.
         return_scores: keep every step's candidate ids, log-probs, rewards and choice.
         chunk_size: at most this many candidate tokens (paths a/b) or texts (c) per forward.
@@ -447,13 +520,22 @@ def generate(policy, tok, prompts, users=None, rm=None, w: float = 1.0, k: int =
     """
     prompt_ids, texts = _prompt_ids(tok, prompts)
     B, dev = len(prompt_ids), next(policy.parameters()).device
+    per_row = isinstance(rm, (list, tuple))
+    ws = [float(v) for v in w] if isinstance(w, (list, tuple)) else [float(w)] * B
+    if len(ws) != B:
+        raise ValueError(f"need one w per prompt: got {len(ws)} for {B} prompts")
+    row_rms = list(rm) if per_row else [rm] * B
+    if per_row and any(m is None and v != 0 for m, v in zip(row_rms, ws)):
+        raise ValueError("a row without a reward model needs w = 0")
+    first = next((m for m in row_rms if m is not None), None)
     kind = None
-    if rm is not None:
+    if first is not None:
         name = policy_name or getattr(policy, "registry_name", None) or Path(str(getattr(policy, "name_or_path", ""))).name
-        if not rm.shares_policy(name) and featurizer is None:
-            featurizer = default_featurizer(rm, dev)
-        kind = reward_kind(rm, policy, tok, name, featurizer)
-    path = path or ("plain" if rm is None or (w == 0 and not return_scores) else kind)
+        if not first.shares_policy(name) and featurizer is None:
+            featurizer = default_featurizer(first, dev)
+        kind = reward_kind(first, policy, tok, name, featurizer)
+    rm = first
+    path = path or ("plain" if rm is None or (all(v == 0 for v in ws) and not return_scores) else kind)
     if path not in PATHS:
         raise ValueError(f"unknown path {path!r}; one of {PATHS}")
     if path != "plain" and rm is None:
@@ -462,7 +544,7 @@ def generate(policy, tok, prompts, users=None, rm=None, w: float = 1.0, k: int =
         raise ValueError(f"path {path!r} does not fit this reward model (its path is {kind!r})")
     if kind == "text" and path in ("text", "naive") and texts is None:
         raise ValueError("the text path needs prompts as strings, not token ids")
-    uidx = user_rows(rm, users, B) if rm is not None else None
+    heads = RowHeads(row_rms, users, B) if rm is not None else None
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     eos = torch.tensor(eos_token_ids if eos_token_ids is not None else models.eos_ids(policy, tok),
                        dtype=torch.long, device=dev)
@@ -472,17 +554,17 @@ def generate(policy, tok, prompts, users=None, rm=None, w: float = 1.0, k: int =
     if path == "plain":
         be = _Plain(policy, ids, mask)
     elif path == "shared":
-        be = _Shared(policy, ids, mask, rm, uidx, chunk_size)
+        be = _Shared(policy, ids, mask, heads, chunk_size)
     elif path == "separate":
         rm_ids, rm_mask = left_pad([models.prompt_ids(featurizer.tok, t) for t in texts] if texts else prompt_ids,
                                    pad, next(featurizer.model.parameters()).device)
-        be = _Separate(policy, ids, mask, rm, uidx, chunk_size, featurizer.model, rm_ids, rm_mask)
+        be = _Separate(policy, ids, mask, heads, chunk_size, featurizer.model, rm_ids, rm_mask)
     elif path == "text":
-        be = _Text(policy, ids, mask, rm, uidx, chunk_size, featurizer, tok, texts)
+        be = _Text(policy, ids, mask, heads, chunk_size, featurizer, tok, texts)
     else:
         rm_p = ([models.prompt_ids(featurizer.tok, t) for t in texts] if texts else prompt_ids) \
             if kind == "separate" else None
-        be = _Naive(policy, prompt_ids, rm, uidx, chunk_size, kind,
+        be = _Naive(policy, prompt_ids, heads, chunk_size, kind,
                     rm_model=getattr(featurizer, "model", None), rm_prompt_ids=rm_p,
                     featurizer=featurizer, tok=tok, prompts=texts)
 
@@ -491,6 +573,7 @@ def generate(policy, tok, prompts, users=None, rm=None, w: float = 1.0, k: int =
     done = torch.zeros(B, dtype=torch.bool, device=dev)
     rec = {"ids": [], "logp": [], "r": [], "j": []}
     ar = torch.arange(B, device=dev)
+    wt = torch.tensor(ws, dtype=torch.float32, device=dev)[:, None]
     step_s, t_prev = [], time.perf_counter()
     prefill_s = t_prev - t_start
     for t in tqdm(range(max_new_tokens), disable=not progress, desc=f"rgd[{path}]"):
@@ -500,7 +583,7 @@ def generate(policy, tok, prompts, users=None, rm=None, w: float = 1.0, k: int =
         logp = be.next_logp()
         cl, ci = logp.topk(min(k, logp.shape[-1]), dim=-1)
         r = be.rewards(ci, gen_lists, done).to(dev) if be.needs_rewards else torch.zeros_like(cl)
-        score = cl + w * r
+        score = cl + wt * r
         if temperature > 0:
             j = torch.multinomial(F.softmax(score / temperature, -1), 1, generator=gen)[:, 0]
         else:
@@ -554,7 +637,7 @@ class RGDLogitsProcessor:
             raise ValueError("a text-path reward model needs prompts as strings")
         rm_p = [models.prompt_ids(featurizer.tok, t) for t in self.prompts] if self.kind == "separate" and self.prompts \
             else self.prompt_ids
-        self.naive = _Naive(policy, self.prompt_ids, rm, user_rows(rm, users, len(self.prompt_ids)), chunk_size,
+        self.naive = _Naive(policy, self.prompt_ids, RowHeads(rm, users, len(self.prompt_ids)), chunk_size,
                             self.kind, rm_model=getattr(featurizer, "model", None), rm_prompt_ids=rm_p,
                             featurizer=featurizer, tok=tok, prompts=self.prompts)
         self.start = None

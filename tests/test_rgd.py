@@ -174,6 +174,54 @@ def test_chunked_candidates_equal_unchunked(tok, policy, rm_lm, encoder, kind):
     assert chunked.sequences == full.sequences
 
 
+_SECOND = {"shared": ("tiny", "lm_last"), "separate": ("tiny-rm", "lm_last"), "text": ("tiny-enc", "encoder_mean")}
+
+
+@pytest.mark.parametrize("kind", ["shared", "separate", "text"])
+def test_rows_of_many_reward_models_and_ws_equal_one_setting_at_a_time(tok, policy, rm_lm, encoder, kind):
+    """rows = (prompt, reward model, w) in one batch: each row decodes as its setting alone would,
+    and a row without a reward model (w = 0) is plain greedy decoding."""
+    feat = {"shared": None, "separate": rm_lm, "text": encoder}[kind]
+    rms = [_rm(kind), DummyRM(*_SECOND[kind], 32, seed=9, scale=3.0)]
+    settings = [(rms[0], 1.0), (rms[1], 1.0), (rms[1], 4.0), (None, 0.0)]
+    rows = [(p, u, m, w) for m, w in settings for p, u in zip(PROMPTS, USERS)]
+    mixed = rgd.generate(policy, tok, [r[0] for r in rows], [r[1] for r in rows], rm=[r[2] for r in rows],
+                         w=[r[3] for r in rows], max_new_tokens=20, policy_name="tiny", featurizer=feat,
+                         eos_token_ids=[], return_scores=True)
+    assert mixed.path == kind
+    for s, (m, w) in enumerate(settings):
+        alone = rgd.generate(policy, tok, PROMPTS, USERS, rm=m, w=w, max_new_tokens=20, policy_name="tiny",
+                             featurizer=feat, eos_token_ids=[])
+        got = mixed.sequences[s * len(PROMPTS) : (s + 1) * len(PROMPTS)]
+        assert got == alone.sequences, f"setting {s}"
+    assert len({tuple(x) for x in mixed.sequences[: 3 * len(PROMPTS)]}) > len(PROMPTS)  # settings really differ
+    assert mixed.cand_score.shape == mixed.cand_logp.shape
+    with pytest.raises(ValueError, match="w = 0"):
+        rgd.generate(policy, tok, PROMPTS[:2], USERS[:2], rm=[rms[0], None], w=1.0, policy_name="tiny",
+                     featurizer=feat, max_new_tokens=2)
+    other = _rm("text" if kind != "text" else "shared")
+    with pytest.raises(ValueError, match="share the reward backbone"):
+        rgd.generate(policy, tok, PROMPTS[:2], USERS[:2], rm=[rms[0], other], w=1.0, policy_name="tiny",
+                     featurizer=feat, max_new_tokens=2)
+
+
+def test_prefill_of_repeated_prompts_equals_a_full_forward(tok, policy):
+    """Repeated rows are forwarded once and their cache copied: same hidden states and cache as forwarding all."""
+    from transformers import DynamicCache
+
+    from lib import models
+
+    seqs = [models.prompt_ids(tok, p) for p in [PROMPTS[0], PROMPTS[1], PROMPTS[0], PROMPTS[2], PROMPTS[1]]]
+    ids, mask = rgd.left_pad(seqs, tok.pad_token_id, DEV)
+    h, cache = rgd.prefill(policy, ids, mask)
+    full = DynamicCache(config=policy.config)
+    out = rgd.run_decoder(policy, full, input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0))
+    torch.testing.assert_close(h, out.last_hidden_state[:, -1], atol=1e-5, rtol=1e-5)
+    for a, b in zip(cache.layers, full.layers):
+        torch.testing.assert_close(a.keys * mask[:, None, :, None], b.keys * mask[:, None, :, None], atol=1e-5, rtol=1e-5)
+    assert cache.layers[0].keys.shape == full.layers[0].keys.shape
+
+
 def test_users_change_the_output(tok, policy, rm_lm, encoder):
     a = _run(policy, tok, "shared", rm_lm, encoder, prompts=[PROMPTS[0]] * 3, users=USERS, max_new_tokens=16, w=3.0)
     assert len({tuple(s) for s in a.sequences}) > 1
