@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
-from transformers import DynamicCache
 
 from . import models, rgd
 
@@ -54,56 +53,126 @@ def _ids(tok, response) -> list[int]:
         tok(response, add_special_tokens=False)["input_ids"]
 
 
-@torch.no_grad()
-def _prefill(model, x: list[int], y: list[int]):
-    """One cached forward of ``x + y``; returns (cache, last_hidden_state [L + T, d])."""
-    dev = next(model.parameters()).device
-    S = len(x) + len(y)
-    cache = DynamicCache(config=model.config)
-    out = rgd.run_decoder(model, cache, input_ids=torch.tensor([x + y], device=dev),
-                          attention_mask=torch.ones(1, S, dtype=torch.long, device=dev),
-                          position_ids=torch.arange(S, device=dev)[None])
-    return cache, out.last_hidden_state[0]
+class _PromptCache:
+    """A model's cache of a batch of left-padded prompts, to which one set of right-padded responses at a
+    time is appended, scored, and cut away again: every prompt is forwarded once for all its responses."""
 
+    @torch.no_grad()
+    def __init__(self, model, xs: list[list[int]], pad_id: int):
+        self.model, self.pad = model, pad_id
+        self.dev = next(model.parameters()).device
+        ids, self.pmask = rgd.left_pad(xs, pad_id, self.dev)
+        self.h_last, self.cache = rgd.prefill(model, ids, self.pmask)  # h_last [N, d]: the state that predicts y_0
+        self.plen, self.Sx = self.pmask.sum(1), self.pmask.shape[1]
+        self.appended = False
 
-@torch.no_grad()
-def _candidates(model, cache, L: int, T: int, cand: torch.Tensor, chunk: int) -> torch.Tensor:
-    """Hidden states ``[T, k, d]`` of candidate v at step t, seeing ``x + y_<t``, all against one cache."""
-    dev = next(model.parameters()).device
-    k, S = cand.shape[1], L + T
-    flat, t_of = cand.reshape(-1).to(dev), torch.arange(T, device=dev).repeat_interleave(k)
-    hs = []
-    for s in range(0, len(flat), chunk):
-        tt = t_of[s : s + chunk]
-        sees = torch.arange(S, device=dev)[None, :] < (L + tt)[:, None]
-        hs.append(rgd.tree_forward(model, cache, flat[s : s + chunk][None], sees[None], (L + tt)[None])[0])
-        rgd.keep_entry(cache, S, None)  # drop this chunk's entries again
-    return torch.cat(hs).reshape(T, k, -1)
+    @torch.no_grad()
+    def append(self, ys: list[list[int]]) -> torch.Tensor:
+        """Forward the responses ``ys`` (one per prompt) after the prompts; returns their states [N, Ty, d]."""
+        self.rollback()
+        Ty = max(map(len, ys))
+        ids = torch.full((len(ys), Ty), self.pad, dtype=torch.long)
+        self.rmask = torch.zeros((len(ys), Ty), dtype=torch.long)
+        for n, y in enumerate(ys):
+            ids[n, : len(y)], self.rmask[n, : len(y)] = torch.tensor(y, dtype=torch.long), 1
+        self.rmask = self.rmask.to(self.dev)
+        rgd.check_window(self.model, self.Sx + Ty)
+        out = rgd.run_decoder(self.model, self.cache, input_ids=ids.to(self.dev),
+                              attention_mask=torch.cat([self.pmask, self.rmask], 1),
+                              position_ids=self.plen[:, None] + torch.arange(Ty, device=self.dev))
+        self.appended = True
+        return out.last_hidden_state
+
+    def rollback(self):
+        """Drop any appended responses (the cache holds the prompts only again)."""
+        if self.appended:
+            rgd.keep_entry(self.cache, self.Sx, None)
+            self.appended = False
+
+    @torch.no_grad()
+    def candidates(self, T: list[int], cand: list[torch.Tensor], chunk: int) -> torch.Tensor:
+        """States ``[N, Tmax * k, d]`` of candidate v at step t of row n, seeing ``x_n + y_n,<t``.
+
+        All of a row's ``T_n * k`` candidates go against the one cache of prompts + appended responses
+        (the tree mask of lib/rgd.py, one prefix mask per candidate); rows are padded to ``Tmax * k``
+        with pad tokens that see only themselves (never read). At most ``chunk`` candidate tokens per
+        forward in all (and inside a sliding window, see :func:`lib.rgd.check_window`).
+        """
+        N, Ty = self.rmask.shape
+        S, k = self.Sx + Ty, cand[0].shape[1]
+        C = max(T) * k
+        ids = torch.full((N, C), self.pad, dtype=torch.long, device=self.dev)
+        sees = torch.zeros(N, C, S, dtype=torch.bool, device=self.dev)
+        pos = torch.zeros(N, C, dtype=torch.long, device=self.dev)
+        col = torch.arange(Ty, device=self.dev)
+        for n in range(N):
+            t = torch.arange(T[n], device=self.dev).repeat_interleave(k)
+            ids[n, : T[n] * k] = cand[n].reshape(-1).to(self.dev)
+            sees[n, : T[n] * k, : self.Sx] = self.pmask[n].bool()
+            sees[n, : T[n] * k, self.Sx :] = col[None] < t[:, None]  # y_<t
+            pos[n, : T[n] * k] = self.plen[n] + t
+        c = max(1, min(C, chunk // N, rgd.window_room(self.model, S)))
+        hs = []
+        for s in range(0, C, c):
+            hs.append(rgd.tree_forward(self.model, self.cache, ids[:, s : s + c], sees[:, s : s + c], pos[:, s : s + c]))
+            rgd.keep_entry(self.cache, S, None)  # drop this chunk's entries again
+        return torch.cat(hs, 1)
 
 
 @torch.no_grad()
 def teacher_forced(policy, tok, rm, prompts, responses, users, k: int = 10, policy_name: str | None = None,
-                   featurizer=None, chunk_size: int = 2048, progress: bool = True) -> list[TeacherForced]:
+                   featurizer=None, chunk_size: int = 4096, batch_size: int = 16,
+                   progress: bool = True) -> list[TeacherForced]:
     """Teacher-force each response through the policy and the RGD scoring (see module docstring).
 
     ``responses`` are texts (tokenised with the policy tokenizer, no special tokens) or token-id
-    lists; ``prompts`` are user messages (formatted with ``models.prompt_ids``).
+    lists; ``prompts`` are user messages (formatted with ``models.prompt_ids``) or, for a reward
+    model on the policy's own states, formatted token-id lists.
     """
     return teacher_forced_many(policy, tok, {"rm": rm}, prompts, responses, users, k, policy_name, featurizer,
-                               chunk_size, progress)["rm"]
+                               chunk_size, batch_size, progress)["rm"]
+
+
+def length_batches(lengths: list, batch_size: int) -> list[list[int]]:
+    """Indices in fixed batches of similar length (longest first; ties by index): little padding, same
+    batches for the same input. A length may be a tuple (compared in order)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+    neg = [tuple(-v for v in x) if isinstance(x, tuple) else -x for x in lengths]
+    order = sorted(range(len(lengths)), key=lambda i: (neg[i], i))
+    return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
 
 
 @torch.no_grad()
 def teacher_forced_many(policy, tok, rms: dict, prompts, responses, users, k: int = 10, policy_name: str | None = None,
-                        featurizer=None, chunk_size: int = 2048, progress: bool = True) -> dict[str, list[TeacherForced]]:
+                        featurizer=None, chunk_size: int = 4096, batch_size: int = 16,
+                        progress: bool = True) -> dict[str, list[TeacherForced]]:
     """:func:`teacher_forced` for several reward models on one backbone, sharing every forward.
 
     The policy's log-probs and top-k candidates and the backbone features of the gold and candidate
     prefixes do not depend on the reward head, so they are computed once per response and each
     model only applies its head: scoring dozens of reward models costs about one.
     """
-    if not (len(prompts) == len(responses) == len(users)):
-        raise ValueError(f"prompts, responses and users differ in length: {len(prompts)}, {len(responses)}, {len(users)}")
+    return teacher_forced_sets(policy, tok, rms, prompts, [responses], users, k, policy_name, featurizer, chunk_size,
+                               batch_size, progress)[0]
+
+
+@torch.no_grad()
+def teacher_forced_sets(policy, tok, rms: dict, prompts, response_sets, users, k: int = 10,
+                        policy_name: str | None = None, featurizer=None, chunk_size: int = 4096, batch_size: int = 16,
+                        progress: bool = True) -> list[dict[str, list[TeacherForced]]]:
+    """:func:`teacher_forced_many` for several responses per prompt (e.g. ``[chosen, rejected]``).
+
+    Prompts go through the model ``batch_size`` at a time (similar lengths together, left padding)
+    and each is forwarded once: its cache takes one set of (right-padded) responses, then that set's
+    candidates in one tree forward (chunks of ``chunk_size`` tokens), then is cut back for the next
+    set. Results equal one response at a time up to float rounding (tested). Returns, per set,
+    ``{rm key: [TeacherForced per prompt]}``.
+    """
+    n_sets = len(response_sets)
+    if not all(len(prompts) == len(rs) == len(users) for rs in response_sets):
+        raise ValueError(f"prompts, responses and users differ in length: {len(prompts)}, "
+                         f"{[len(rs) for rs in response_sets]}, {len(users)}")
     if not rms:
         raise ValueError("teacher_forced_many needs at least one reward model")
     dev = next(policy.parameters()).device
@@ -117,36 +186,68 @@ def teacher_forced_many(policy, tok, rms: dict, prompts, responses, users, k: in
             raise ValueError(f"reward model {key!r} has another backbone ({rm.backbone}, {rm.feature_kind}) than "
                              f"{first.backbone}: score each backbone separately")
     uidx = {key: rm.user_index(list(users)) for key, rm in rms.items()}
-    out = {key: [] for key in rms}
-    for i in tqdm(range(len(prompts)), disable=not progress, desc=f"teacher-forced[{kind} x{len(rms)}]"):
-        x, y = models.prompt_ids(tok, prompts[i]), _ids(tok, responses[i])
-        if not y:
-            raise ValueError(f"example {i}: empty response (prompt {str(prompts[i])[:60]!r})")
-        L, T = len(x), len(y)
-        cache, H = _prefill(policy, x, y)
-        lp = rgd.lm_logp(policy, H[L - 1 : L + T - 1])  # [T, V]: the distribution of y_t
-        cl, ci = lp.topk(k, dim=-1)
-        if kind == "shared":
-            feats = torch.cat([H[L:], _candidates(policy, cache, L, T, ci, chunk_size).reshape(T * k, -1)])
-        elif kind == "separate":
-            xr = models.prompt_ids(featurizer.tok, prompts[i])
-            rcache, HR = _prefill(featurizer.model, xr, y)
-            feats = torch.cat([HR[len(xr):], _candidates(featurizer.model, rcache, len(xr), T, ci, chunk_size)
-                               .reshape(T * k, -1)])
-        else:
-            texts = [tok.decode(y[: t + 1], skip_special_tokens=True) for t in range(T)]
-            texts += [tok.decode(y[:t] + [int(v)], skip_special_tokens=True) for t in range(T) for v in ci[t].tolist()]
-            feats = torch.cat([featurizer.features([prompts[i]] * len(texts[s : s + chunk_size]), texts[s : s + chunk_size])
-                               for s in range(0, len(texts), chunk_size)])
-        yt = torch.tensor(y, device=lp.device)
-        hit = ci == yt[:, None]
-        shared = dict(logp=lp.gather(1, yt[:, None])[:, 0].double().cpu().numpy(), cand_ids=ci.cpu().numpy(),
-                      cand_logp=cl.double().cpu().numpy(),
-                      gold_idx=torch.where(hit.any(1), hit.long().argmax(1), -1).cpu().numpy())
-        for key, rm in rms.items():  # [r(gold prefixes), r(candidates)] from one head call
-            r = rgd.head_rewards(rm, feats[None], uidx[key][i : i + 1])[0]
-            out[key].append(TeacherForced(r_gold=r[:T].double().cpu().numpy(),
-                                          cand_r=r[T:].reshape(T, k).double().cpu().numpy(), **shared))
+    xs = [list(map(int, p)) if isinstance(p, (list, tuple)) else models.prompt_ids(tok, p) for p in prompts]
+    ys = [[_ids(tok, r) for r in rs] for rs in response_sets]
+    for j in range(n_sets):
+        for i, y in enumerate(ys[j]):
+            if not y:
+                raise ValueError(f"example {i}: empty response (prompt {str(prompts[i])[:60]!r})")
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    out = [{key: [None] * len(prompts) for key in rms} for _ in range(n_sets)]
+    # similar response lengths together (the T * k candidate columns dominate), then similar prompts
+    batches = length_batches([(max(len(ys[j][i]) for j in range(n_sets)), len(x)) for i, x in enumerate(xs)],
+                             batch_size)
+    bar = tqdm(total=len(prompts) * n_sets, disable=not progress, desc=f"teacher-forced[{kind} x{len(rms)}]")
+    for b in batches:
+        pc = _PromptCache(policy, [xs[i] for i in b], pad)
+        rc = _PromptCache(featurizer.model, [models.prompt_ids(featurizer.tok, prompts[i]) for i in b], pad) \
+            if kind == "separate" else None
+        for j in range(n_sets):
+            yb = [ys[j][i] for i in b]
+            T = [len(y) for y in yb]
+            H = pc.append(yb)  # [N, Ty, d]
+            prev = torch.cat([pc.h_last[:, None], H[:, :-1]], 1)  # the state that predicts y_t
+            lps = [rgd.lm_logp(policy, prev[n, : T[n]]) for n in range(len(b))]  # [T, V]
+            cands = [lp.topk(k, dim=-1) for lp in lps]
+            ci = [c[1] for c in cands]
+            if kind == "shared":
+                gold, cand_h = [H[n, : T[n]] for n in range(len(b))], pc.candidates(T, ci, chunk_size)
+            elif kind == "separate":
+                HR = rc.append(yb)
+                gold, cand_h = [HR[n, : T[n]] for n in range(len(b))], rc.candidates(T, ci, chunk_size)
+            else:
+                P, R = [], []
+                for n, i in enumerate(b):
+                    y = yb[n]
+                    R += [tok.decode(y[: t + 1], skip_special_tokens=True) for t in range(T[n])]
+                    R += [tok.decode(y[:t] + [int(v)], skip_special_tokens=True)
+                          for t in range(T[n]) for v in ci[n][t].tolist()]
+                    P += [prompts[i]] * (T[n] * (1 + k))
+                F_ = torch.cat([featurizer.features(P[s : s + chunk_size], R[s : s + chunk_size])
+                                for s in range(0, len(P), chunk_size)])
+                off = np.cumsum([0] + [t * (1 + k) for t in T])
+                gold = [F_[off[n] : off[n] + T[n]] for n in range(len(b))]
+                cand_h = [F_[off[n] + T[n] : off[n + 1]] for n in range(len(b))]
+            # one head call per reward model for the whole batch: [gold prefixes | candidates] of every row
+            W = max(T) * (1 + k)
+            feats = torch.zeros(len(b), W, gold[0].shape[-1], dtype=gold[0].dtype, device=gold[0].device)
+            for n in range(len(b)):
+                feats[n, : T[n]] = gold[n]
+                feats[n, T[n] : T[n] * (1 + k)] = cand_h[n][: T[n] * k].to(feats.device)
+            rows = torch.tensor(b)
+            rs = {key: rgd.head_rewards(rm, feats, uidx[key][rows]).double().cpu().numpy() for key, rm in rms.items()}
+            for n, i in enumerate(b):
+                yt = torch.tensor(yb[n], device=lps[n].device)
+                hit = ci[n] == yt[:, None]
+                shared = dict(logp=lps[n].gather(1, yt[:, None])[:, 0].double().cpu().numpy(),
+                              cand_ids=ci[n].cpu().numpy(), cand_logp=cands[n][0].double().cpu().numpy(),
+                              gold_idx=torch.where(hit.any(1), hit.long().argmax(1), -1).cpu().numpy())
+                for key in rms:
+                    r = rs[key][n]
+                    out[j][key][i] = TeacherForced(r_gold=r[: T[n]], cand_r=r[T[n] : T[n] * (1 + k)].reshape(T[n], k),
+                                                   **shared)
+            bar.update(len(b))
+    bar.close()
     return out
 
 

@@ -118,3 +118,40 @@ def test_many_reward_models_share_forwards_and_match_one_by_one(tok, policy, rm_
     with pytest.raises(ValueError, match="another backbone"):
         policy_acc.teacher_forced_many(policy, tok, {"a": rms["rm11"], "b": _rm("separate")}, PROMPTS, RESPONSES,
                                        USERS, policy_name="tiny", featurizer=_feat(kind, rm_lm, encoder), progress=False)
+
+
+@pytest.mark.parametrize("kind", ["shared", "separate", "text"])
+def test_batched_responses_equal_one_at_a_time(tok, policy, rm_lm, encoder, kind):
+    """Left-padded batches of responses of different lengths give the one-at-a-time arrays."""
+    prompts, users = PROMPTS * 2, USERS * 2
+    responses = RESPONSES + ["a", "the cat sat on the mat and the dog sat on the cat", "news"]
+    one = policy_acc.teacher_forced(policy, tok, _rm(kind), prompts, responses, users, k=5, policy_name="tiny",
+                                    featurizer=_feat(kind, rm_lm, encoder), progress=False, batch_size=1)
+    for bs, chunk in [(4, 4096), (6, 4096), (6, 7)]:  # chunk 7: candidate columns in several forwards
+        many = policy_acc.teacher_forced(policy, tok, _rm(kind), prompts, responses, users, k=5, policy_name="tiny",
+                                         featurizer=_feat(kind, rm_lm, encoder), progress=False, batch_size=bs,
+                                         chunk_size=chunk)
+        for a, b in zip(many, one):
+            assert len(a) == len(b) and (a.cand_ids == b.cand_ids).all() and (a.gold_idx == b.gold_idx).all()
+            for f in ("logp", "r_gold", "cand_logp", "cand_r"):
+                np.testing.assert_allclose(getattr(a, f), getattr(b, f), atol=1e-4, err_msg=f)
+
+
+def test_length_batches():
+    assert policy_acc.length_batches([3, 9, 5, 9, 1], 2) == [[1, 3], [2, 0], [4]]
+    assert policy_acc.length_batches([(2, 5), (3, 1), (2, 9)], 2) == [[1, 2], [0]]
+    with pytest.raises(ValueError, match="batch_size"):
+        policy_acc.length_batches([1], 0)
+
+
+@pytest.mark.parametrize("kind", ["shared", "separate", "text"])
+def test_response_sets_share_the_prompt_and_equal_separate_calls(tok, policy, rm_lm, encoder, kind):
+    """Chosen and rejected against one forward of their prompt give the arrays of two separate calls."""
+    kw = dict(k=4, policy_name="tiny", featurizer=_feat(kind, rm_lm, encoder), progress=False, batch_size=2)
+    both = policy_acc.teacher_forced_sets(policy, tok, {"r": _rm(kind)}, PROMPTS, [RESPONSES, REJECTED], USERS, **kw)
+    for j, side in enumerate([RESPONSES, REJECTED]):
+        alone = policy_acc.teacher_forced_many(policy, tok, {"r": _rm(kind)}, PROMPTS, side, USERS, **kw)["r"]
+        for a, b in zip(both[j]["r"], alone):
+            assert (a.cand_ids == b.cand_ids).all() and (a.gold_idx == b.gold_idx).all()
+            for f in ("logp", "r_gold", "cand_logp", "cand_r"):
+                np.testing.assert_allclose(getattr(a, f), getattr(b, f), atol=1e-4, err_msg=f)
