@@ -154,21 +154,36 @@ def user_jobs(qs: list[dict], tok, icl_ks=(), icl_retriever: str = "bm25", icl_m
     return jobs
 
 
+def _rgd_group(rm, name: str) -> tuple:
+    """Batch key of an RGD job: reward models on one backbone decode as rows of the same batches."""
+    if hasattr(rm, "backbone"):
+        return ("rgd", rm.backbone, rm.feature_kind, rm.finetuned)
+    return ("rgd", name)
+
+
 def _generate_block(jobs, model, tok, model_name, caches: dict, rms, rgd_fn, max_new_tokens, batch_size,
-                    rgd_tag: str) -> list[str]:
-    """Generations for a block's jobs: fixed batches per (system, rm, param) group, cached batch by batch."""
+                    rgd_tag: str, rgd_batch_size: int) -> list[str]:
+    """Generations for a block's jobs in fixed batches, cached batch by batch.
+
+    Greedy jobs (base and every ICL k) share batches of ``batch_size``. RGD jobs of every (reward
+    model, w) on one reward backbone share batches of ``rgd_batch_size`` rows: the policy (and
+    reward backbone) forward is shared by all rows, each row applies its own head and w
+    (:func:`lib.rgd.generate` with per-row reward models). Greedy rows stay out of RGD batches: on a
+    CPU a row there costs k candidate tokens per step instead of one.
+    """
     groups: dict[tuple, list[int]] = {}
     for i, j in enumerate(jobs):
-        # greedy jobs (base and every ICL k) share batches; RGD batches hold one (rm, w)
-        g = ("greedy",) if j["system"] != "rgd" else ("rgd", j["rm"], j["param"])
+        g = ("greedy",) if j["system"] != "rgd" else _rgd_group(rms[j["rm"]], j["rm"])
         groups.setdefault(g, []).append(i)
     fp = {name: rm_fingerprint(rms[name]) for name in {j["rm"] for j in jobs if j["system"] == "rgd"}}
-    keys = [_key(model_name, j, max_new_tokens, f"{rgd_tag}|{fp[j['rm']]}" if j["system"] == "rgd" else "greedy")
+    keys = [_key(model_name, j, max_new_tokens,
+                 f"{rgd_tag}|{fp[j['rm']]}|rows{rgd_batch_size}" if j["system"] == "rgd" else "greedy-plain")
             for j in jobs]
     out: list[str | None] = [caches[str(j["q"]["user"])].data.get(k) for j, k in zip(jobs, keys)]
     for g, idx in groups.items():
-        for s in range(0, len(idx), batch_size):
-            b = idx[s : s + batch_size]
+        size = batch_size if g[0] == "greedy" else rgd_batch_size
+        for s in range(0, len(idx), size):
+            b = idx[s : s + size]
             if all(out[i] is not None for i in b):
                 continue
             msgs = [jobs[i]["message"] for i in b]
@@ -177,8 +192,8 @@ def _generate_block(jobs, model, tok, model_name, caches: dict, rms, rgd_fn, max
             else:
                 if rgd_fn is None:
                     raise ValueError("rgd jobs need rgd_fn (see lib.evaluate.rgd_adapter)")
-                users = [jobs[i]["q"]["user"] for i in b]
-                gens = rgd_fn(model, tok, rms[g[1]], msgs, users, g[2], max_new_tokens)
+                gens = rgd_fn(model, tok, [rms[jobs[i]["rm"]] for i in b], msgs, [jobs[i]["q"]["user"] for i in b],
+                              [float(jobs[i]["param"]) for i in b], max_new_tokens)
             for i, t in zip(b, gens):
                 out[i] = t
                 caches[str(jobs[i]["q"]["user"])].data[keys[i]] = t
@@ -207,13 +222,15 @@ def _rows(jobs, gens, model_name) -> list[dict]:
 def evaluate(queries: list[dict], model, tok, model_name: str, *, icl_ks=(1, 2, 4), icl_retriever: str = "bm25",
              icl_max_tokens: int = 512, rms: dict | None = None, ws=(0.5, 1.0, 2.0),
              rgd_fn: Callable | None = None, rgd_tag: str = "", max_new_tokens: int = 24, batch_size: int = 8,
-             cache_dir=None, seed: int = 0, unknown_users: str = "error", user_block: int = 8,
-             progress: bool = True) -> pd.DataFrame:
+             rgd_batch_size: int = 48, cache_dir=None, seed: int = 0, unknown_users: str = "error",
+             user_block: int = 8, progress: bool = True) -> pd.DataFrame:
     """Generate and score every system for ``queries``; one tidy row per (query, system setting).
 
     ``rms`` maps a reward-model name (the ``rm`` column) to a loaded reward model; ``rgd_fn(model,
-    tok, rm, messages, users, w, max_new_tokens) -> list[str]`` decodes with it (see
-    :func:`rgd_adapter`); ``rgd_tag`` must name its decoding settings (it is part of the cache key).
+    tok, rms, messages, users, ws, max_new_tokens) -> list[str]`` decodes a batch whose rows each
+    have their own reward model and w (see :func:`rgd_adapter`); ``rgd_tag`` must name its decoding
+    settings (it is part of the cache key). ``batch_size`` rows per greedy batch (base, ICL),
+    ``rgd_batch_size`` rows per RGD batch (every reward model and w of a backbone mixed).
     Users are processed in fixed blocks of ``user_block`` consecutive sorted users (:func:`user_blocks`);
     batches mix the users of one block only, so a block's results never depend on the rest of the run.
     A reward model that does not know a user (an unseen user it was not adapted to) is an error,
@@ -245,7 +262,8 @@ def evaluate(queries: list[dict], model, tok, model_name: str, *, icl_ks=(1, 2, 
         jobs.sort(key=lambda j: (j["system"], str(j["rm"]), -1.0 if j["param"] is None else float(j["param"]),
                                  str(j["q"]["user"]), str(j["q"]["query_id"])))
         caches = {u: UserCache(cache_dir, model_name, u) for u in block}
-        gens = _generate_block(jobs, model, tok, model_name, caches, rms, rgd_fn, max_new_tokens, batch_size, rgd_tag)
+        gens = _generate_block(jobs, model, tok, model_name, caches, rms, rgd_fn, max_new_tokens, batch_size, rgd_tag,
+                               rgd_batch_size)
         rows += _rows(jobs, gens, model_name)
     if skipped:
         warnings.warn(f"evaluate: RGD skipped for {len(skipped)} (reward model, user) pairs the model does not "
@@ -263,23 +281,25 @@ def sort_rows(df: pd.DataFrame) -> pd.DataFrame:
 def rgd_adapter(policy_name: str, **rgd_kwargs) -> tuple[Callable, str]:
     """(rgd_fn, rgd_tag) calling :func:`lib.rgd.generate` with fixed decoding settings (e.g. ``k=10``).
 
-    A reward backbone that is not the policy (MiniLM, another LM) is loaded once per backbone name
-    and reused across reward models and batches.
+    ``rgd_fn(model, tok, rms, messages, users, ws, max_new_tokens)`` decodes one batch whose rows
+    each have their own reward model (all on one backbone) and w. A reward backbone that is not the
+    policy (MiniLM, another LM) is loaded once per backbone name and reused across batches.
     """
     from . import rgd
     from .features import featurizer
 
     feats: dict[str, object] = {}
 
-    def fn(model, tok, rm, messages, users, w, max_new_tokens):
+    def fn(model, tok, rms, messages, users, ws, max_new_tokens):
+        first = next((m for m in rms if m is not None), None)
         feat = None
-        if rm is not None and not rm.shares_policy(policy_name):
-            feat = getattr(rm, "_featurizer", None)
+        if first is not None and not first.shares_policy(policy_name):
+            feat = getattr(first, "_featurizer", None)
             if feat is None:
-                if rm.backbone not in feats:
-                    feats[rm.backbone] = featurizer(rm.backbone, device=next(model.parameters()).device)
-                feat = feats[rm.backbone]
-        return rgd.generate(model, tok, messages, users=users, rm=rm, w=w, max_new_tokens=max_new_tokens,
+                if first.backbone not in feats:
+                    feats[first.backbone] = featurizer(first.backbone, device=next(model.parameters()).device)
+                feat = feats[first.backbone]
+        return rgd.generate(model, tok, messages, users=users, rm=list(rms), w=list(ws), max_new_tokens=max_new_tokens,
                             policy_name=policy_name, featurizer=feat, **rgd_kwargs).texts
 
     return fn, json.dumps(rgd_kwargs, sort_keys=True)

@@ -40,6 +40,7 @@ def parse(argv=None):
     ap.add_argument("--rgd-k", type=int, default=10)
     ap.add_argument("--max-new-tokens", type=int, default=24)
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--rgd-batch-size", type=int, default=48, help="rows (query x reward model x w) per RGD batch")
     ap.add_argument("--user-block", type=int, default=8, help="users batched together (the sharding unit)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per process")
@@ -96,7 +97,8 @@ def main(argv=None):
         df = evaluate.evaluate(mine, model, tok, name, icl_ks=[int(k) for k in a.icl_ks.split(",") if k],
                                icl_retriever=a.retriever, icl_max_tokens=a.icl_max_tokens, rms=rms,
                                ws=[float(w) for w in a.ws.split(",") if w], rgd_fn=rgd_fn, rgd_tag=tag,
-                               max_new_tokens=a.max_new_tokens, batch_size=a.batch_size, cache_dir=cache,
+                               max_new_tokens=a.max_new_tokens, batch_size=a.batch_size, rgd_batch_size=a.rgd_batch_size,
+                               cache_dir=cache,
                                seed=a.seed, user_block=a.user_block, progress=st.is_main_process)
         return df.to_dict("records")
 

@@ -23,9 +23,10 @@ def queries():
     return qs
 
 
-def fake_rgd(model, tok, rm, messages, users, w, max_new_tokens):
-    """Deterministic stand-in for lib.rgd: a string that depends on rm and w (and ends in '?')."""
-    return [f'"stock {rm} w{w} market?"\nsecond line' for _ in messages]
+def fake_rgd(model, tok, rms, messages, users, ws, max_new_tokens):
+    """Deterministic stand-in for lib.rgd: a string that depends on each row's rm and w (and ends in '?')."""
+    assert len(rms) == len(messages) == len(users) == len(ws)
+    return [f'"stock {rm} w{w} market?"\nsecond line' for rm, w in zip(rms, ws)]
 
 
 class Boom:
@@ -182,3 +183,30 @@ def test_select_rms_filters_and_policy_backbone():
         evaluate.select_rms(idx, "LaMP-4", backbones="policy")
     with pytest.raises(ValueError, match="backbones"):
         evaluate.select_rms(idx, "LaMP-4", backbones="smollm2-135m")  # a bare name, not a list
+
+
+def test_rgd_rows_of_every_rm_and_w_share_batches(lm, tmp_path):
+    """RGD jobs of every (reward model, w) of a block decode as rows of shared batches; greedy jobs never join."""
+    model, tok = lm
+    calls = []
+
+    def counting(model, tok, rms, messages, users, ws, n):
+        calls.append(sorted({(str(r), w) for r, w in zip(rms, ws)}))
+        return fake_rgd(model, tok, rms, messages, users, ws, n)
+
+    class RM:  # two reward models on one backbone
+        def __init__(self, name):
+            self.name, self.backbone, self.feature_kind, self.finetuned = name, "tiny", "lm_last", False
+
+        def __str__(self):
+            return self.name
+
+    rms = {"rmA": RM("rmA"), "rmB": RM("rmB")}
+    kw = dict(icl_ks=(1,), rms=rms, ws=(0.5, 2.0), rgd_fn=counting, rgd_tag="fake", max_new_tokens=4, batch_size=3,
+              user_block=8, progress=False)
+    df = evaluate.evaluate(queries(), model, tok, "tiny", rgd_batch_size=64, **kw)
+    assert len(calls) == 1 and calls[0] == [("rmA", 0.5), ("rmA", 2.0), ("rmB", 0.5), ("rmB", 2.0)]
+    assert (df.system == "rgd").sum() == 4 * 2 * 2
+    calls.clear()
+    again = evaluate.evaluate(queries(), model, tok, "tiny", rgd_batch_size=4, **kw)
+    assert len(calls) == 4 and again.generation.tolist() == df.generation.tolist()
