@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
+from transformers import DynamicCache
 
 from . import models
 from .io import atomic_path, sha256_text
@@ -82,6 +83,57 @@ class LMFeaturizer:
             out[idx] = h[torch.arange(len(idx)), lens.to(h.device) - 1].cpu()
         return out
 
+    @torch.no_grad()
+    def pair_hidden(self, prompts, response_sets, progress: bool = False) -> list[list[torch.Tensor]]:
+        """Hidden states of every response token, several responses per prompt, the prompt forwarded once.
+
+        ``response_sets`` is a list of response lists aligned with ``prompts`` (e.g. ``[chosen,
+        rejected]``). Per batch of prompts (similar lengths together): one forward of the left-padded
+        prompts into a cache, then one forward of each set's right-padded responses against it (the
+        cache is cut back to the prompts in between). Returns ``out[set][i]``: ``[T_i, d]`` float32 on
+        the CPU, the states :meth:`features` reads at the last token and prefix features at earlier ones.
+        Equal to forwarding each ``prompt + response`` alone up to float rounding (tested); a batch that
+        would outgrow a sliding-window layer is forwarded whole instead.
+        """
+        from . import rgd
+
+        n = len(prompts)
+        ids = [[self._ids(p, rs[i]) for rs in response_sets] for i, p in enumerate(prompts)]
+        # one prompt for every set: the shortest kept suffix (they differ only when truncated)
+        xs = [min((pr for pr, _ in row), key=len) for row in ids]
+        ys = [[r for _, r in row] for row in ids]
+        out = [[None] * n for _ in response_sets]
+        order = sorted(range(n), key=lambda i: (-len(xs[i]), i))
+        pad = self.tok.pad_token_id or 0
+        for s in tqdm(range(0, n, self.batch_size), disable=not progress, desc=f"pair features[{self.name}]"):
+            idx = order[s : s + self.batch_size]
+            R = max(len(ys[i][j]) for i in idx for j in range(len(response_sets)))
+            S = max(len(xs[i]) for i in idx)
+            if rgd.window_room(self.model, S) < R:  # would leave a sliding window: whole sequences
+                for j in range(len(response_sets)):
+                    h, _ = self.hidden([xs[i] + ys[i][j] for i in idx])
+                    for b, i in enumerate(idx):
+                        out[j][i] = h[b, len(xs[i]) : len(xs[i]) + len(ys[i][j])].cpu()
+                continue
+            pids, pmask = rgd.left_pad([xs[i] for i in idx], pad, self.device)
+            cache = DynamicCache(config=self.model.config)
+            rgd.run_decoder(self.model, cache, input_ids=pids, attention_mask=pmask,
+                            position_ids=(pmask.cumsum(-1) - 1).clamp(min=0))
+            plen = pmask.sum(1)
+            for j in range(len(response_sets)):
+                T = max(len(ys[i][j]) for i in idx)
+                rids = torch.full((len(idx), T), pad, dtype=torch.long)
+                rmask = torch.zeros((len(idx), T), dtype=torch.long)
+                for b, i in enumerate(idx):
+                    rids[b, : len(ys[i][j])], rmask[b, : len(ys[i][j])] = torch.tensor(ys[i][j]), 1
+                rids, rmask = rids.to(self.device), rmask.to(self.device)
+                h = rgd.run_decoder(self.model, cache, input_ids=rids, attention_mask=torch.cat([pmask, rmask], 1),
+                                    position_ids=plen[:, None] + torch.arange(T, device=self.device)).last_hidden_state
+                rgd.keep_entry(cache, S, None)
+                for b, i in enumerate(idx):
+                    out[j][i] = h[b, : len(ys[i][j])].float().cpu()
+        return out
+
     def prefix_features(self, prompt: str, response: str) -> torch.Tensor:
         """Feature of every non-empty prefix of ``response`` ([T, d]) from one forward pass."""
         p, r = self._ids(prompt, response)
@@ -107,15 +159,19 @@ class EncoderFeaturizer:
 
     @torch.no_grad()
     def features(self, prompts, responses, progress: bool = False) -> torch.Tensor:
-        outs = []
-        for s in tqdm(range(0, len(prompts), self.batch_size), disable=not progress, desc=f"features[{self.name}]"):
-            enc = self.tok(list(prompts[s : s + self.batch_size]), list(responses[s : s + self.batch_size]),
-                           truncation="only_first", max_length=self.max_length, padding=True,
-                           return_tensors="pt").to(self.device)
+        """Mean-pooled states of each (prompt, response), in batches of similar length (little padding)."""
+        prompts, responses = list(prompts), list(responses)
+        out = torch.empty(len(prompts), self.dim)
+        size = [len(p) + len(r) for p, r in zip(prompts, responses)]  # characters: a cheap length proxy
+        order = sorted(range(len(prompts)), key=lambda i: (-size[i], i))
+        for s in tqdm(range(0, len(order), self.batch_size), disable=not progress, desc=f"features[{self.name}]"):
+            idx = order[s : s + self.batch_size]
+            enc = self.tok([prompts[i] for i in idx], [responses[i] for i in idx], truncation="only_first",
+                           max_length=self.max_length, padding=True, return_tensors="pt").to(self.device)
             h = self.model(**enc).last_hidden_state
             m = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
-            outs.append(((h * m).sum(1) / m.sum(1).clamp(min=1)).float().cpu())
-        return torch.cat(outs) if outs else torch.empty(0, self.dim)
+            out[idx] = ((h * m).sum(1) / m.sum(1).clamp(min=1)).float().cpu()
+        return out
 
 
 def featurizer(name: str, device=None, **kw):

@@ -107,34 +107,50 @@ class PairFeatures:
     def compute(cls, feat, records, n_prefix: int = 0, cache_dir=None, seed: int = 0, progress: bool = True):
         """Features of ``records`` with a featurizer of lib/features.py, cached under ``cache_dir``.
 
-        With ``n_prefix > 0`` a causal LM gives full and prefix features from the same forward
-        pass (hidden state at every response position); an encoder re-encodes word prefixes.
+        A causal LM forwards each prompt once for both responses (:meth:`LMFeaturizer.pair_hidden`)
+        and reads the full-response and the ``n_prefix`` prefix features from the same pass; an
+        encoder re-encodes word prefixes.
         """
         from .features import cached_features
 
         prompts = [r["prompt"] for r in records]
         ids = [r["pair_id"] for r in records]
-        if n_prefix == 0:
+        if n_prefix == 0 and feat.kind != "lm_last":
             get = (lambda resp: cached_features(feat, prompts, resp, cache_dir, progress)) if cache_dir else \
                 (lambda resp: feat.features(prompts, resp, progress=progress))
             return cls(feat.name, feat.kind, ids, get([r["chosen"] for r in records]),
                        get([r["rejected"] for r in records]))
-        key = sha256_text("\x1e".join([feat.name, feat.kind, str(getattr(feat, "max_length", "")), str(n_prefix),
-                                       str(seed)] + [f"{r['prompt']}\x1f{r['chosen']}\x1f{r['rejected']}"
-                                                     for r in records]))[:24]
-        path = Path(cache_dir) / f"{feat.name}-prefix-{key}.pt" if cache_dir else None
+        key = sha256_text("\x1e".join([FEATURE_VERSION, feat.name, feat.kind, str(getattr(feat, "max_length", "")),
+                                       str(n_prefix), str(seed)] + [f"{r['prompt']}\x1f{r['chosen']}\x1f{r['rejected']}"
+                                                                    for r in records]))[:24]
+        path = Path(cache_dir) / f"{feat.name}-pairs-{key}.pt" if cache_dir else None
         if path is not None and path.exists():
-            d = torch.load(path)
+            d = _load_features(path)
         else:
             frac = torch.rand(len(records), n_prefix, generator=torch.Generator().manual_seed(seed))
-            fn = _lm_prefix_features if feat.kind == "lm_last" else _encoder_prefix_features
-            c, pc = fn(feat, prompts, [r["chosen"] for r in records], frac, progress)
-            r_, pr = fn(feat, prompts, [r["rejected"] for r in records], frac, progress)
-            d = {"chosen": c, "rejected": r_, "prefix_chosen": pc, "prefix_rejected": pr}
+            chosen, rejected = [r["chosen"] for r in records], [r["rejected"] for r in records]
+            if feat.kind == "lm_last":
+                c, pc, r_, pr = _lm_pair_features(feat, prompts, chosen, rejected, frac, progress)
+            else:
+                (c, pc), (r_, pr) = (_encoder_prefix_features(feat, prompts, side, frac, progress)
+                                     for side in (chosen, rejected))
+            d = {"chosen": c, "rejected": r_}
+            if n_prefix:
+                d |= {"prefix_chosen": pc, "prefix_rejected": pr}
             if path is not None:
                 with atomic_path(path) as tmp:
                     torch.save(d, tmp)
         return cls(feat.name, feat.kind, ids, **d)
+
+
+FEATURE_VERSION = "pairs-v2"  # part of the feature cache key: bump when the computation changes
+
+
+def _load_features(path) -> dict:
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file: say which and what to do
+        raise ValueError(f"feature cache {path} is unreadable ({type(e).__name__}: {e}); delete it to recompute") from None
 
 
 def _cut(frac: torch.Tensor, n: int) -> torch.Tensor:
@@ -142,19 +158,15 @@ def _cut(frac: torch.Tensor, n: int) -> torch.Tensor:
     return (frac * n).ceil().long().clamp(1, n)
 
 
-@torch.no_grad()
-def _lm_prefix_features(feat, prompts, responses, frac, progress):
-    seqs = [feat._ids(p, r) for p, r in zip(prompts, responses)]
-    order = sorted(range(len(seqs)), key=lambda i: -sum(map(len, seqs[i])))
-    full, pre = torch.empty(len(seqs), feat.dim), torch.empty(len(seqs), frac.shape[1], feat.dim)
-    for s in tqdm(range(0, len(order), feat.batch_size), disable=not progress, desc=f"prefix features[{feat.name}]"):
-        idx = order[s : s + feat.batch_size]
-        h, lens = feat.hidden([seqs[i][0] + seqs[i][1] for i in idx])
-        for j, i in enumerate(idx):
-            lp, lr = len(seqs[i][0]), len(seqs[i][1])
-            full[i] = h[j, lp + lr - 1].cpu()
-            pre[i] = h[j, lp + _cut(frac[i], lr) - 1].cpu()
-    return full, pre
+def _lm_pair_features(feat, prompts, chosen, rejected, frac, progress):
+    """Full-response and prefix features of both sides, every prompt forwarded once."""
+    hs = feat.pair_hidden(prompts, [chosen, rejected], progress=progress)
+    out = []
+    for side in hs:
+        full = torch.stack([h[-1] for h in side])
+        pre = torch.stack([h[_cut(frac[i], len(h)) - 1] for i, h in enumerate(side)]) if frac.shape[1] else None
+        out += [full, pre]
+    return out
 
 
 def _encoder_prefix_features(feat, prompts, responses, frac, progress):

@@ -238,10 +238,36 @@ def test_prefix_features_come_from_the_same_forward(tiny_feat):
     assert rm.train_hparams["prefix_train"] and rm.train_hparams["n_prefix"] == 3
 
 
+def test_pair_hidden_forwards_each_prompt_once_and_equals_whole_sequences(tiny_feat):
+    """Chosen and rejected against one cache of their prompt (left-padded prompts of different lengths)."""
+    recs = text_records(2, 3)
+    recs[1]["prompt"] = "A much longer prompt: " + "please write the best possible headline " * 6
+    recs[2]["rejected"] = "x"
+    prompts = [r["prompt"] for r in recs]
+    sides = [[r["chosen"] for r in recs], [r["rejected"] for r in recs]]
+    hs = tiny_feat.pair_hidden(prompts, sides)
+    for j, side in enumerate(sides):
+        for i, (p, resp) in enumerate(zip(prompts, side)):
+            x, y = tiny_feat._ids(p, resp)
+            whole = tiny_feat.hidden([x + y])[0][0, len(x):]
+            torch.testing.assert_close(hs[j][i], whole, rtol=1e-4, atol=1e-5)
+    pf = PairFeatures.compute(tiny_feat, recs, progress=False)
+    torch.testing.assert_close(pf.rejected, torch.stack([h[-1] for h in hs[1]]))
+
+
+def test_unreadable_feature_cache_names_the_file(tmp_path, tiny_feat):
+    recs = text_records(2, 3)
+    PairFeatures.compute(tiny_feat, recs, n_prefix=2, cache_dir=tmp_path, progress=False)
+    (path,) = tmp_path.glob("tiny-llama-pairs-*.pt")
+    path.write_bytes(path.read_bytes()[:100])  # truncated
+    with pytest.raises(ValueError, match=f"{path.name}.*delete it"):
+        PairFeatures.compute(tiny_feat, recs, n_prefix=2, cache_dir=tmp_path, progress=False)
+
+
 def test_featurizer_and_cache(tmp_path, tiny_feat):
     recs = text_records(2, 3)
     a = PairFeatures.compute(tiny_feat, recs, n_prefix=2, cache_dir=tmp_path, progress=False)
-    assert len(list(tmp_path.glob("tiny-llama-prefix-*.pt"))) == 1
+    assert len(list(tmp_path.glob("tiny-llama-pairs-*.pt"))) == 1
     b = PairFeatures.compute(tiny_feat, recs, n_prefix=2, cache_dir=tmp_path, progress=False)
     assert torch.equal(a.prefix_chosen, b.prefix_chosen)
     rm = train("bt", recs, tiny_feat, progress=False, epochs=2, cache_dir=tmp_path)
@@ -275,3 +301,4 @@ def test_lora_finetuned_backbone_smoke(tmp_path, monkeypatch, tiny_feat):
     back = load_reward_model(tmp_path / "lora_rm")
     assert back.finetuned
     torch.testing.assert_close(back.score([recs[0]["prompt"]], [recs[0]["chosen"]], ["user0"]), score)
+
