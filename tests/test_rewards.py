@@ -302,3 +302,19 @@ def test_lora_finetuned_backbone_smoke(tmp_path, monkeypatch, tiny_feat):
     assert back.finetuned
     torch.testing.assert_close(back.score([recs[0]["prompt"]], [recs[0]["chosen"]], ["user0"]), score)
 
+
+def test_zoos_in_two_processes_equal_one(tmp_path):
+    """Parallel zoo training is a pure speed-up: same index rows (wall clock aside), correctness and weights."""
+    from lib.rewards import train_zoos
+
+    recs, pf = planted(n_seen=4, n_unseen=2, n_train=20, n_test=10, n_shot=5)
+    jobs = lambda root: [dict(records=recs, features=pf, task=t, out_root=root, methods=["bt", "lore", "vpl"],  # noqa: E731
+                              seeds=[0, 1], hparams={"epochs": 5}, n_resamples=50) for t in ("A", "B")]
+    rows1, c1 = train_zoos(jobs(tmp_path / "one"), n_jobs=1, progress=False)
+    rows2, c2 = train_zoos(jobs(tmp_path / "two"), n_jobs=2, progress=False)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "train_seconds"} for r in rows]  # noqa: E731
+    assert strip(rows1) == strip(rows2) and len(rows1) == 2 * 3 * 2
+    assert c1.keys() == c2.keys() and all((c1[k]["seen"] == c2[k]["seen"]).all() for k in c1)
+    for r in rows1:
+        a, b = (load_reward_model(tmp_path / d / r["dir"]).state_dict() for d in ("one", "two"))
+        assert all(torch.equal(a[k], b[k]) for k in a)
