@@ -73,8 +73,14 @@ test: setup test-unit test-notebooks ## Unit tests, then every notebook as store
 test-unit: | setup ## Unit tests only
 	$(PY) -m pytest tests -q
 
-test-notebooks: | setup ## Execute every notebook with its smoke defaults (nbval)
-	$(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=3600 -p no:cacheprovider notebooks -q
+# nbval runs in a temporary copy (PRC_ROOT points lib.config there), so a test run never rewrites data/ or the
+# committed figures; data/cache is copied when present (content-keyed features and generations: after
+# `make all` the notebooks re-run from them). Settings: notebooks/pytest.ini.
+test-notebooks: | setup ## Execute every notebook as stored (smoke defaults) in a temporary copy; nbval compares the kept headline outputs
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && cp -r notebooks "$$tmp/notebooks" && mkdir -p "$$tmp/data" && \
+	if [ -d data/cache ]; then cp -r data/cache "$$tmp/data/cache"; fi && \
+	echo "[test-notebooks] in $$tmp (data/cache copied: $$([ -d data/cache ] && echo yes || echo no))" && \
+	cd "$$tmp/notebooks" && PRC_ROOT="$$tmp" $(abspath $(PY)) -m pytest .
 
 bench: | setup ## Reward-guided decoding benchmark (prints one table)
 	$(PY) scripts/bench_rgd.py

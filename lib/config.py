@@ -1,6 +1,7 @@
 """Profiles (configs/<profile>.yaml) and the artifact layout every notebook shares.
 
-Layout for a profile ``P`` (all git-ignored except figures/):
+Layout for a profile ``P`` under the data root (the repository, or ``$PRC_ROOT``; all git-ignored
+except figures/):
 
     data/raw/                 immutable downloads (LaMP) and the synthetic LaMP-format corpus
     data/processed/P/preflamp Pref-LaMP JSONL + manifest (notebook 01)
@@ -12,16 +13,23 @@ Layout for a profile ``P`` (all git-ignored except figures/):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import REPO_ROOT
 
 
+def data_root() -> Path:
+    """Where data/ and figures/ live: ``$PRC_ROOT`` when set (``make test-notebooks`` points it at a
+    temporary copy, so a test run never rewrites committed figures), else the repository."""
+    return Path(os.environ["PRC_ROOT"]).resolve() if os.environ.get("PRC_ROOT") else REPO_ROOT
+
+
 @dataclass(frozen=True)
 class Paths:
     profile: str
-    root: Path = REPO_ROOT
+    root: Path = field(default_factory=data_root)
 
     @property
     def raw(self) -> Path:
@@ -57,7 +65,7 @@ class Paths:
 
 
 def paths(profile: str = "smoke", root: str | Path | None = None) -> Paths:
-    return Paths(profile, Path(root) if root else REPO_ROOT)
+    return Paths(profile, Path(root) if root else data_root())
 
 
 def load_profile(profile: str = "smoke") -> dict:

@@ -365,7 +365,7 @@ def rm_name(row) -> str:
 
 def read_rm_index(index_csv) -> pd.DataFrame:
     """notebook 02's index of reward models, with ``rm`` (a readable id) and ``path`` (resolved dir)."""
-    from . import REPO_ROOT
+    from .config import data_root
 
     index_csv = Path(index_csv)
     idx = read_table(index_csv, RM_INDEX_COLUMNS, "notebook 02 (make rms)")
@@ -376,7 +376,7 @@ def read_rm_index(index_csv) -> pd.DataFrame:
                          f"{dup[['task', 'rm']].values.tolist()[:4]}")
     paths_ = []
     for i, d in enumerate(idx["dir"]):
-        cands = [Path(d)] if Path(d).is_absolute() else [index_csv.parent / d, REPO_ROOT / d]
+        cands = [Path(d)] if Path(d).is_absolute() else [index_csv.parent / d, data_root() / d]
         found = next((c for c in cands if c.exists()), None)
         if found is None:
             raise FileNotFoundError(f"{index_csv}: row {i}: reward model dir {d!r} not found (tried {cands})")

@@ -6,6 +6,13 @@
 injects them into the notebook's ``parameters`` cell. A key that the notebook does not declare is an
 error (a typo would otherwise be ignored). The executed notebook goes to ``build/<profile>/``
 (git-ignored); the artifacts it writes are what the Makefile tracks.
+
+Kept outputs: cells whose metadata says ``"keep_output": true`` (nbstripout leaves their outputs in
+git) display headline numbers, and are tagged ``nbval-check-output`` so that ``make test`` compares
+what they print now with what is committed. After a smoke run (the notebooks' own defaults, the
+settings nbval executes) :func:`keep_outputs` copies those cells' outputs from the executed notebook
+into ``notebooks/``: ``make all`` regenerates the committed numbers, and a change that moves one
+fails nbval until it does.
 """
 from __future__ import annotations
 
@@ -50,6 +57,43 @@ def parameters_for(name: str, profile: str) -> dict:
 IOPUB_TIMEOUT_S = 120
 
 
+KEEP_PROFILE = "smoke"  # its parameters are the notebooks' defaults (tests/test_project.py checks it)
+
+
+def kept_cells(nb: dict) -> list[dict]:
+    return [c for c in nb["cells"] if c["cell_type"] == "code" and c.get("metadata", {}).get("keep_output")]
+
+
+def keep_outputs(executed: Path, source: Path) -> int:
+    """Copy the outputs of the kept cells (matched by cell id) of ``executed`` into ``source``.
+
+    Execution counts are dropped (nbval ignores them). ``source`` is rewritten atomically, only when
+    an output changed, and keeps its modification time: kept outputs are results, not inputs, so
+    Make does not see a changed notebook. Returns the number of cells whose outputs changed.
+    """
+    import json
+    import os
+
+    from .io import write_text
+
+    src = json.loads(source.read_text(encoding="utf-8"))
+    run_cells = {c.get("id"): c for c in json.loads(executed.read_text(encoding="utf-8"))["cells"]}
+    changed = 0
+    for cell in kept_cells(src):
+        if cell.get("id") not in run_cells:
+            raise KeyError(f"{executed}: no cell with id {cell.get('id')!r} (kept in {source.name}); re-run it")
+        outs = [{k: v for k, v in o.items() if k != "execution_count"} | (
+            {"execution_count": None} if o.get("output_type") == "execute_result" else {})
+            for o in run_cells[cell["id"]].get("outputs", [])]
+        if outs != cell.get("outputs"):
+            cell["outputs"], changed = outs, changed + 1
+    if changed:
+        st = source.stat()
+        write_text(source, json.dumps(src, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+        os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return changed
+
+
 def run(name: str, profile: str = "smoke", out_dir: Path | None = None) -> Path:
     import papermill
 
@@ -64,6 +108,10 @@ def run(name: str, profile: str = "smoke", out_dir: Path | None = None) -> Path:
     papermill.execute_notebook(str(path), str(out), parameters=params, kernel_name="python3",
                                cwd=str(NOTEBOOKS), progress_bar=True, log_output=False,
                                iopub_timeout=IOPUB_TIMEOUT_S, raise_on_iopub_timeout=True)
+    if profile == KEEP_PROFILE:
+        n = keep_outputs(out, path)
+        if n:
+            print(f"[pipeline] {n} kept output cell(s) of {path.name} updated (commit them with the results)", flush=True)
     return out
 
 

@@ -228,11 +228,12 @@ def build_task(questions: list[dict], task: str, generator, params: dict) -> tup
 
 
 def _display_path(path) -> str:
-    """``path`` relative to the repository when inside it, so manifests do not depend on the clone's location."""
-    from . import REPO_ROOT
+    """``path`` relative to the data root (the repository or ``$PRC_ROOT``) when inside it, so manifests do
+    not depend on the clone's location."""
+    from .config import data_root
 
-    p = Path(path).resolve()
-    return str(p.relative_to(REPO_ROOT)) if p.is_relative_to(REPO_ROOT) else str(p)
+    p, root = Path(path).resolve(), data_root()
+    return str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
 
 
 def build(lamp_root, out_dir, generator=None, corpus: str = "lamp", **params) -> dict:

@@ -75,8 +75,12 @@ def test_notebooks_are_stripped_and_parameterised(path):
     nb = json.loads(path.read_text())
     for cell in nb["cells"]:
         if cell["cell_type"] == "code":
-            assert not cell.get("outputs") and cell.get("execution_count") is None, \
-                f"{path.name} has outputs: run `make strip` before committing"
+            assert cell.get("execution_count") is None, f"{path.name}: run `make strip` before committing"
+            if cell.get("metadata", {}).get("keep_output"):  # headline numbers nbval compares
+                assert "nbval-check-output" in cell["metadata"].get("tags", []), \
+                    f"{path.name} cell {cell['id']}: a kept output must be tagged nbval-check-output"
+            else:
+                assert not cell.get("outputs"), f"{path.name} has outputs: run `make strip` before committing"
     tags = [c.get("metadata", {}).get("tags", []) for c in nb["cells"] if c["cell_type"] == "code"]
     assert "parameters" in tags[0], f"{path.name}: the first code cell must be tagged 'parameters'"
     assert "profile" in pipeline.declared_parameters(path)
@@ -90,3 +94,56 @@ def test_notebooks_pass_nbstripout_verify():
     exe = shutil.which("nbstripout") or str(Path(sys.executable).parent / "nbstripout")
     r = subprocess.run([exe, "--verify", *map(str, NOTEBOOKS)], capture_output=True, text=True)
     assert r.returncode == 0, f"run `make strip` before committing:\n{r.stdout}{r.stderr}"
+
+
+def test_headline_cells_keep_committed_outputs():
+    """RM accuracy (02), tau (04) and base / ICL / RGD ROUGE (05) are compared by nbval against committed outputs."""
+    kept = {p.name: pipeline.kept_cells(json.loads(p.read_text())) for p in NOTEBOOKS}
+    for name in ("02_train_reward_models.ipynb", "04_policy_accuracy.ipynb", "05_generation.ipynb"):
+        assert kept[name], f"{name}: no kept headline cell"
+        for cell in kept[name]:
+            assert cell.get("outputs"), f"{name} cell {cell['id']}: no committed output; run `make all` and commit"
+
+
+def _tiny_notebook(path, printed: str, stored: str):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(f"print({printed!r})", metadata={"keep_output": True,
+                                                                      "tags": ["nbval-check-output"]})
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=stored + "\n")]
+    nb.cells = [nbformat.v4.new_code_cell("x = 1"), cell]
+    nbformat.write(nb, path)
+
+
+def test_nbval_fails_when_a_kept_number_moves(tmp_path):
+    """The mechanism of `make test-notebooks`: a kept cell whose output differs from the committed one fails."""
+    import shutil
+    import subprocess
+    import sys
+
+    for f in ("conftest.py", "pytest.ini", "nbval-sanitize.cfg"):  # the settings `make test-notebooks` uses
+        shutil.copy(REPO_ROOT / "notebooks" / f, tmp_path / f)
+    _tiny_notebook(tmp_path / "same.ipynb", "tau 0.243", "tau 0.243")
+    _tiny_notebook(tmp_path / "moved.ipynb", "tau 0.244", "tau 0.243")
+    run = lambda nb: subprocess.run([sys.executable, "-m", "pytest", nb],  # noqa: E731
+                                    capture_output=True, text=True, cwd=tmp_path)
+    ok, moved = run("same.ipynb"), run("moved.ipynb")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert moved.returncode != 0 and "0.244" in moved.stdout, moved.stdout
+
+
+def test_keep_outputs_copies_only_kept_cells(tmp_path):
+    import nbformat
+
+    src, run = tmp_path / "src.ipynb", tmp_path / "run.ipynb"
+    _tiny_notebook(src, "a", "old")
+    nb = nbformat.read(src, as_version=4)
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="new\n")]
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="not kept\n")]
+    nbformat.write(nb, run)
+    mtime = src.stat().st_mtime_ns
+    assert pipeline.keep_outputs(run, src) == 1 and pipeline.keep_outputs(run, src) == 0
+    back = json.loads(src.read_text())
+    assert "".join(back["cells"][1]["outputs"][0]["text"]) == "new\n" and not back["cells"][0]["outputs"]
+    assert src.stat().st_mtime_ns == mtime  # results, not inputs: Make does not re-run the notebook
