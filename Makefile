@@ -68,10 +68,10 @@ $(GEN): notebooks/05_generation.ipynb $(RMS) $(CONFIG) $(LIB) | setup
 $(FIGS): notebooks/06_figures_tables.ipynb $(POLACC) $(GEN) $(RMS) $(CONFIG) $(LIB) | setup
 	$(RUN) 06_figures_tables
 
-test: setup test-unit test-notebooks ## Unit tests, then every notebook as stored (nbval, smoke defaults)
+test: setup test-unit test-notebooks ## Unit tests, then every notebook as stored (nbval checks the kept headline numbers)
 
 test-unit: | setup ## Unit tests only
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q --durations=8
 
 # nbval runs in a temporary copy (PRC_ROOT points lib.config there), so a test run never rewrites data/ or the
 # committed figures; data/cache is copied when present (content-keyed features and generations: after
@@ -82,10 +82,10 @@ test-notebooks: | setup ## Execute every notebook as stored (smoke defaults) in 
 	echo "[test-notebooks] in $$tmp (data/cache copied: $$([ -d data/cache ] && echo yes || echo no))" && \
 	cd "$$tmp/notebooks" && PRC_ROOT="$$tmp" $(abspath $(PY)) -m pytest .
 
-bench: | setup ## Reward-guided decoding benchmark (prints one table)
+bench: | setup ## Benchmarks: RGD decoding paths, batched teacher forcing, multi-RM generation (ratios vs baselines)
 	$(PY) scripts/bench_rgd.py
 
-strip: | setup ## Strip outputs from the notebooks (run before committing)
+strip: | setup ## Strip outputs from the notebooks, except the kept headline cells (run before committing)
 	$(VENV)/bin/nbstripout notebooks/*.ipynb
 
 clean: ## Remove executed notebooks, processed data and figures of PROFILE

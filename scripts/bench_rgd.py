@@ -10,6 +10,11 @@ each with its ratio to HF greedy and to our plain greedy loop (x_plain, same loo
 measured in the same run, its ratio to its own batch-1 throughput (x_batch1), and peak memory (GPU: max allocated;
 CPU: peak process RSS, models included, sampled every 5 ms). Then the bookkeeping check (an RGD step against the
 forwards it needs, each timed alone) and the long-prompt check (time per step vs prompt length).
+Two tables measure the batching of the pipeline's own workloads, each against its one-at-a-time
+baseline in the same run: ``teacher_forced`` (notebook 04: responses/s of
+``policy_acc.teacher_forced_many`` with many reward heads on the policy's states, batches of
+responses vs one response at a time) and ``multi_rm`` (notebook 05: generated tokens/s when every
+(reward model, w) setting is a row of shared batches vs one setting per ``generate`` call).
 Random-arch models are Qwen2.5 architectures with random weights (speed does not depend on
 weights), built from the config numbers below, no download; prompts are random token ids.
 The reward head is a linear head with one vector per user (as in the tests).
@@ -31,7 +36,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing lib
-from lib import rgd  # noqa: E402
+from lib import policy_acc, rgd  # noqa: E402
 from lib.rewards import RewardModel  # noqa: E402
 
 QWEN25 = {  # Qwen2.5-*-Instruct config.json numbers
@@ -286,6 +291,80 @@ def long_prompt_table(args, device, policy, tok, rm_feat, enc, make_prompts, use
     return df
 
 
+def _heads(n, dim, users, device, seed=0):
+    return [LinearUserRM("policy", "lm_last", dim, users, seed=seed + i).to(device) for i in range(n)]
+
+
+def teacher_forced_table(args, device, policy, tok, rm_feat, enc, make_prompts, users):
+    """Responses/s of teacher-forced RGD scoring (notebook 04), batched vs one response at a time."""
+    N = args.tf_responses
+    rms = {f"rm{i}": rm for i, rm in enumerate(_heads(args.tf_rms, policy.config.hidden_size, users, device))}
+    prompts = make_prompts(N, args.prompt_len)
+    g = torch.Generator().manual_seed(1)
+    lens = [args.tf_resp_len // 2 + i % (args.tf_resp_len // 2 + 1) for i in range(N)]  # mixed lengths: padding
+    responses = [torch.randint(100, 20000, (n,), generator=g).tolist() for n in lens]
+    us = [users[i % len(users)] for i in range(N)]
+    rows, base = [], None
+    for B in args.tf_batch:
+        fn = lambda: policy_acc.teacher_forced_many(policy, tok, rms, prompts, responses, us, k=args.k,  # noqa: E731
+                                                    policy_name="policy", batch_size=B, progress=False)
+        policy_acc.teacher_forced_many(policy, tok, rms, prompts[:B], responses[:B], us[:B], k=args.k,
+                                       policy_name="policy", batch_size=B, progress=False)  # warm-up
+        with PeakMemory(device) as mem:
+            sec = timed(fn, device)
+        rps = N / sec
+        base = rps if base is None else base
+        rows.append({"batch": B, "responses": N, "resp_tokens_mean": round(sum(lens) / N, 1), "reward_models": len(rms),
+                     "seconds": round(sec, 2), "responses_per_s": round(rps, 2), "x_one_at_a_time": round(rps / base, 2),
+                     "peak_mem_mb": round(mem.peak_mb, 1)})
+        print(rows[-1], flush=True)
+    return pd.DataFrame(rows)
+
+
+def multi_rm_table(args, device, policy, tok, rm_feat, enc, make_prompts, users):
+    """Generated tokens/s of RGD for every (reward model, w) setting (notebook 05): one setting per
+    ``generate`` call vs every setting a row of shared batches (each row its own head and w)."""
+    rms = _heads(args.mr_rms, policy.config.hidden_size, users, device, seed=100)
+    ws = [float(w) for w in args.mr_ws]
+    Q, n = args.mr_queries, args.mr_tokens
+    prompts, us = make_prompts(Q, args.prompt_len), [users[i % len(users)] for i in range(Q)]
+    settings = [(rm, w) for rm in rms for w in ws]
+    total = len(settings) * Q * n
+
+    def one_at_a_time():
+        for rm, w in settings:
+            rgd.generate(policy, tok, prompts, users=us, rm=rm, w=w, k=args.k, max_new_tokens=n, eos_token_ids=[],
+                         policy_name="policy", chunk_size=args.chunk_size)
+
+    rows_p = [p for _ in settings for p in prompts]
+    rows_u = [u for _ in settings for u in us]
+    rows_rm = [rm for rm, _ in settings for _ in prompts]
+    rows_w = [w for _, w in settings for _ in prompts]
+
+    def as_rows(B):
+        def fn():
+            for s in range(0, len(rows_p), B):
+                rgd.generate(policy, tok, rows_p[s : s + B], users=rows_u[s : s + B], rm=rows_rm[s : s + B],
+                             w=rows_w[s : s + B], k=args.k, max_new_tokens=n, eos_token_ids=[], policy_name="policy",
+                             chunk_size=args.chunk_size)
+        return fn
+
+    out, base = [], None
+    runs = [("one setting per call", Q, one_at_a_time)] + [("rows = rm x w x query", B, as_rows(B)) for B in args.mr_batch]
+    for label, B, fn in runs:
+        rgd.generate(policy, tok, rows_p[:B], users=rows_u[:B], rm=rows_rm[:B], w=rows_w[:B], k=args.k,
+                     max_new_tokens=warm_tokens(device, n), eos_token_ids=[], policy_name="policy")  # warm-up
+        with PeakMemory(device) as mem:
+            sec = timed(fn, device)
+        tps = total / sec
+        base = tps if base is None else base
+        out.append({"mode": label, "rows_per_batch": B, "settings": len(settings), "queries": Q, "new_tokens": n,
+                    "seconds": round(sec, 2), "tokens_per_s": round(tps, 2), "x_one_setting": round(tps / base, 2),
+                    "peak_mem_mb": round(mem.peak_mb, 1)})
+        print(out[-1], flush=True)
+    return pd.DataFrame(out)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
@@ -307,7 +386,17 @@ def main(argv=None):
     ap.add_argument("--long-prompts", type=int, nargs="*", default=[60, 1000, 2000])
     ap.add_argument("--long-tokens", type=int, default=12)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    ap.add_argument("--tables", nargs="+", default=["throughput", "bookkeeping", "long_prompt"])
+    ap.add_argument("--tf-responses", type=int, default=32, help="teacher_forced table: responses scored")
+    ap.add_argument("--tf-resp-len", type=int, default=20, help="teacher_forced table: longest response (tokens)")
+    ap.add_argument("--tf-rms", type=int, default=24, help="teacher_forced table: reward heads sharing the forwards")
+    ap.add_argument("--tf-batch", type=int, nargs="+", default=[1, 16], help="responses per batch (first: baseline)")
+    ap.add_argument("--mr-rms", type=int, default=6, help="multi_rm table: reward models")
+    ap.add_argument("--mr-ws", nargs="+", default=["0.1", "1.0"], help="multi_rm table: reward weights")
+    ap.add_argument("--mr-queries", type=int, default=8, help="multi_rm table: queries (rows per setting)")
+    ap.add_argument("--mr-batch", type=int, nargs="+", default=[48], help="multi_rm table: rows per mixed batch")
+    ap.add_argument("--mr-tokens", type=int, default=16, help="multi_rm table: new tokens per row")
+    ap.add_argument("--tables", nargs="+",
+                    default=["throughput", "bookkeeping", "long_prompt", "teacher_forced", "multi_rm"])
     ap.add_argument("--out", default=None, help="folder for the CSV tables")
     args = ap.parse_args(argv)
     args.naive_tokens = args.naive_tokens or args.new_tokens
@@ -317,7 +406,7 @@ def main(argv=None):
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32, None: None}[args.dtype] or \
         (torch.bfloat16 if device.type == "cuda" else torch.float32)
     policy, tok, rm_feat, enc, make_prompts, name = build(args, device, dtype)
-    users = [f"user{i}" for i in range(max(args.batch))]
+    users = [f"user{i}" for i in range(max(args.batch + [args.mr_queries, 8]))]
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"
     print(f"# {name} ({dtype}) on {where}; k={args.k}, {args.new_tokens} new tokens, prompt ~{args.prompt_len} tokens",
           flush=True)
@@ -328,6 +417,10 @@ def main(argv=None):
         tables["bookkeeping"] = bookkeeping_table(args, device, policy, tok, rm_feat, enc, make_prompts, users)
     if args.long_prompts and "long_prompt" in args.tables:
         tables["long_prompt"] = long_prompt_table(args, device, policy, tok, rm_feat, enc, make_prompts, users)
+    if "teacher_forced" in args.tables:
+        tables["teacher_forced"] = teacher_forced_table(args, device, policy, tok, rm_feat, enc, make_prompts, users)
+    if "multi_rm" in args.tables:
+        tables["multi_rm"] = multi_rm_table(args, device, policy, tok, rm_feat, enc, make_prompts, users)
     for key, df in tables.items():
         print(f"\n## {key}: {name}, {where}\n{df.to_string(index=False)}", flush=True)
     if args.out:  # one CSV per run, the tables stacked with a "table" column
