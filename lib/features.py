@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformers import DynamicCache
 
 from . import models
 from .io import atomic_path, sha256_text
@@ -115,21 +114,9 @@ class LMFeaturizer:
                     for b, i in enumerate(idx):
                         out[j][i] = h[b, len(xs[i]) : len(xs[i]) + len(ys[i][j])].cpu()
                 continue
-            pids, pmask = rgd.left_pad([xs[i] for i in idx], pad, self.device)
-            cache = DynamicCache(config=self.model.config)
-            rgd.run_decoder(self.model, cache, input_ids=pids, attention_mask=pmask,
-                            position_ids=(pmask.cumsum(-1) - 1).clamp(min=0))
-            plen = pmask.sum(1)
+            pc = rgd.PromptCache(self.model, [xs[i] for i in idx], pad)
             for j in range(len(response_sets)):
-                T = max(len(ys[i][j]) for i in idx)
-                rids = torch.full((len(idx), T), pad, dtype=torch.long)
-                rmask = torch.zeros((len(idx), T), dtype=torch.long)
-                for b, i in enumerate(idx):
-                    rids[b, : len(ys[i][j])], rmask[b, : len(ys[i][j])] = torch.tensor(ys[i][j]), 1
-                rids, rmask = rids.to(self.device), rmask.to(self.device)
-                h = rgd.run_decoder(self.model, cache, input_ids=rids, attention_mask=torch.cat([pmask, rmask], 1),
-                                    position_ids=plen[:, None] + torch.arange(T, device=self.device)).last_hidden_state
-                rgd.keep_entry(cache, S, None)
+                h = pc.append([ys[i][j] for i in idx])
                 for b, i in enumerate(idx):
                     out[j][i] = h[b, : len(ys[i][j])].float().cpu()
         return out

@@ -53,72 +53,6 @@ def _ids(tok, response) -> list[int]:
         tok(response, add_special_tokens=False)["input_ids"]
 
 
-class _PromptCache:
-    """A model's cache of a batch of left-padded prompts, to which one set of right-padded responses at a
-    time is appended, scored, and cut away again: every prompt is forwarded once for all its responses."""
-
-    @torch.no_grad()
-    def __init__(self, model, xs: list[list[int]], pad_id: int):
-        self.model, self.pad = model, pad_id
-        self.dev = next(model.parameters()).device
-        ids, self.pmask = rgd.left_pad(xs, pad_id, self.dev)
-        self.h_last, self.cache = rgd.prefill(model, ids, self.pmask)  # h_last [N, d]: the state that predicts y_0
-        self.plen, self.Sx = self.pmask.sum(1), self.pmask.shape[1]
-        self.appended = False
-
-    @torch.no_grad()
-    def append(self, ys: list[list[int]]) -> torch.Tensor:
-        """Forward the responses ``ys`` (one per prompt) after the prompts; returns their states [N, Ty, d]."""
-        self.rollback()
-        Ty = max(map(len, ys))
-        ids = torch.full((len(ys), Ty), self.pad, dtype=torch.long)
-        self.rmask = torch.zeros((len(ys), Ty), dtype=torch.long)
-        for n, y in enumerate(ys):
-            ids[n, : len(y)], self.rmask[n, : len(y)] = torch.tensor(y, dtype=torch.long), 1
-        self.rmask = self.rmask.to(self.dev)
-        rgd.check_window(self.model, self.Sx + Ty)
-        out = rgd.run_decoder(self.model, self.cache, input_ids=ids.to(self.dev),
-                              attention_mask=torch.cat([self.pmask, self.rmask], 1),
-                              position_ids=self.plen[:, None] + torch.arange(Ty, device=self.dev))
-        self.appended = True
-        return out.last_hidden_state
-
-    def rollback(self):
-        """Drop any appended responses (the cache holds the prompts only again)."""
-        if self.appended:
-            rgd.keep_entry(self.cache, self.Sx, None)
-            self.appended = False
-
-    @torch.no_grad()
-    def candidates(self, T: list[int], cand: list[torch.Tensor], chunk: int) -> torch.Tensor:
-        """States ``[N, Tmax * k, d]`` of candidate v at step t of row n, seeing ``x_n + y_n,<t``.
-
-        All of a row's ``T_n * k`` candidates go against the one cache of prompts + appended responses
-        (the tree mask of lib/rgd.py, one prefix mask per candidate); rows are padded to ``Tmax * k``
-        with pad tokens that see only themselves (never read). At most ``chunk`` candidate tokens per
-        forward in all (and inside a sliding window, see :func:`lib.rgd.check_window`).
-        """
-        N, Ty = self.rmask.shape
-        S, k = self.Sx + Ty, cand[0].shape[1]
-        C = max(T) * k
-        ids = torch.full((N, C), self.pad, dtype=torch.long, device=self.dev)
-        sees = torch.zeros(N, C, S, dtype=torch.bool, device=self.dev)
-        pos = torch.zeros(N, C, dtype=torch.long, device=self.dev)
-        col = torch.arange(Ty, device=self.dev)
-        for n in range(N):
-            t = torch.arange(T[n], device=self.dev).repeat_interleave(k)
-            ids[n, : T[n] * k] = cand[n].reshape(-1).to(self.dev)
-            sees[n, : T[n] * k, : self.Sx] = self.pmask[n].bool()
-            sees[n, : T[n] * k, self.Sx :] = col[None] < t[:, None]  # y_<t
-            pos[n, : T[n] * k] = self.plen[n] + t
-        c = max(1, min(C, chunk // N, rgd.window_room(self.model, S)))
-        hs = []
-        for s in range(0, C, c):
-            hs.append(rgd.tree_forward(self.model, self.cache, ids[:, s : s + c], sees[:, s : s + c], pos[:, s : s + c]))
-            rgd.keep_entry(self.cache, S, None)  # drop this chunk's entries again
-        return torch.cat(hs, 1)
-
-
 @torch.no_grad()
 def teacher_forced(policy, tok, rm, prompts, responses, users, k: int = 10, policy_name: str | None = None,
                    featurizer=None, chunk_size: int = 4096, batch_size: int = 16,
@@ -199,8 +133,8 @@ def teacher_forced_sets(policy, tok, rms: dict, prompts, response_sets, users, k
                              batch_size)
     bar = tqdm(total=len(prompts) * n_sets, disable=not progress, desc=f"teacher-forced[{kind} x{len(rms)}]")
     for b in batches:
-        pc = _PromptCache(policy, [xs[i] for i in b], pad)
-        rc = _PromptCache(featurizer.model, [models.prompt_ids(featurizer.tok, prompts[i]) for i in b], pad) \
+        pc = rgd.PromptCache(policy, [xs[i] for i in b], pad)
+        rc = rgd.PromptCache(featurizer.model, [models.prompt_ids(featurizer.tok, prompts[i]) for i in b], pad) \
             if kind == "separate" else None
         for j in range(n_sets):
             yb = [ys[j][i] for i in b]

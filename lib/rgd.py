@@ -200,6 +200,75 @@ def keep_entry(cache, S: int, j: torch.Tensor | None) -> None:
             layer.cumulative_length = n
 
 
+# ----------------------------------------------------------------------------- prompt caches
+class PromptCache:
+    """A model's cache of a batch of left-padded prompts, to which one set of right-padded responses at a
+    time is appended, read (and its candidates scored), and cut away again: every prompt is forwarded
+    once for all its responses (reward features of chosen and rejected, lib/features.py; teacher-forced
+    policy accuracy, lib/policy_acc.py)."""
+
+    @torch.no_grad()
+    def __init__(self, model, xs: list[list[int]], pad_id: int):
+        self.model, self.pad = model, pad_id
+        self.dev = next(model.parameters()).device
+        ids, self.pmask = left_pad(xs, pad_id, self.dev)
+        self.h_last, self.cache = prefill(model, ids, self.pmask)  # h_last [N, d]: the state that predicts y_0
+        self.plen, self.Sx = self.pmask.sum(1), self.pmask.shape[1]
+        self.appended = False
+
+    @torch.no_grad()
+    def append(self, ys: list[list[int]]) -> torch.Tensor:
+        """Forward the responses ``ys`` (one per prompt) after the prompts; returns their states [N, Ty, d]."""
+        self.rollback()
+        Ty = max(map(len, ys))
+        ids = torch.full((len(ys), Ty), self.pad, dtype=torch.long)
+        self.rmask = torch.zeros((len(ys), Ty), dtype=torch.long)
+        for n, y in enumerate(ys):
+            ids[n, : len(y)], self.rmask[n, : len(y)] = torch.tensor(y, dtype=torch.long), 1
+        self.rmask = self.rmask.to(self.dev)
+        check_window(self.model, self.Sx + Ty)
+        out = run_decoder(self.model, self.cache, input_ids=ids.to(self.dev),
+                              attention_mask=torch.cat([self.pmask, self.rmask], 1),
+                              position_ids=self.plen[:, None] + torch.arange(Ty, device=self.dev))
+        self.appended = True
+        return out.last_hidden_state
+
+    def rollback(self):
+        """Drop any appended responses (the cache holds the prompts only again)."""
+        if self.appended:
+            keep_entry(self.cache, self.Sx, None)
+            self.appended = False
+
+    @torch.no_grad()
+    def candidates(self, T: list[int], cand: list[torch.Tensor], chunk: int) -> torch.Tensor:
+        """States ``[N, Tmax * k, d]`` of candidate v at step t of row n, seeing ``x_n + y_n,<t``.
+
+        All of a row's ``T_n * k`` candidates go against the one cache of prompts + appended responses
+        (the tree mask of lib/py, one prefix mask per candidate); rows are padded to ``Tmax * k``
+        with pad tokens that see only themselves (never read). At most ``chunk`` candidate tokens per
+        forward in all (and inside a sliding window, see :func:`lib.check_window`).
+        """
+        N, Ty = self.rmask.shape
+        S, k = self.Sx + Ty, cand[0].shape[1]
+        C = max(T) * k
+        ids = torch.full((N, C), self.pad, dtype=torch.long, device=self.dev)
+        sees = torch.zeros(N, C, S, dtype=torch.bool, device=self.dev)
+        pos = torch.zeros(N, C, dtype=torch.long, device=self.dev)
+        col = torch.arange(Ty, device=self.dev)
+        for n in range(N):
+            t = torch.arange(T[n], device=self.dev).repeat_interleave(k)
+            ids[n, : T[n] * k] = cand[n].reshape(-1).to(self.dev)
+            sees[n, : T[n] * k, : self.Sx] = self.pmask[n].bool()
+            sees[n, : T[n] * k, self.Sx :] = col[None] < t[:, None]  # y_<t
+            pos[n, : T[n] * k] = self.plen[n] + t
+        c = max(1, min(C, chunk // N, window_room(self.model, S)))
+        hs = []
+        for s in range(0, C, c):
+            hs.append(tree_forward(self.model, self.cache, ids[:, s : s + c], sees[:, s : s + c], pos[:, s : s + c]))
+            keep_entry(self.cache, S, None)  # drop this chunk's entries again
+        return torch.cat(hs, 1)
+
+
 # ----------------------------------------------------------------------------- rewards
 def head_rewards(rm, feats: torch.Tensor, uidx: torch.Tensor) -> torch.Tensor:
     """``rm.head`` on features ``[B, c, d]`` with user rows ``[B]`` -> rewards ``[B, c]`` (float32)."""
