@@ -14,7 +14,8 @@ splits are pooled: the user split is ours.
   or every pair of different scores (``pairs="all"``). The prompt is the turn's ``user_prompt``
   (earlier turns are not included: a documented simplification).
 * ``personalllm``: PersonalLLM (Zollo et al. 2025; hub ``namkoong-lab/PersonalLLM``): prompts with 8
-  responses scored by 10 reward models (columns ``response_<j>_<rm>``). A simulated user is a
+  responses scored by 10 reward models (columns ``response_<j>_<rm>``; ``response_<j>_model``, the LLM
+  that wrote response j, is not a reward model and is skipped). A simulated user is a
   Dirichlet(``alpha``) weighting of the reward models (alpha = 0.1 as in LoRe); scores are z-scored per
   reward model first so no model dominates by scale. Each user labels ``prompts_per_user`` random
   prompts, comparing two random responses (chosen = higher weighted score; exact ties skipped).
@@ -36,6 +37,7 @@ HUB = {"tldr": ("openai/summarize_from_feedback", "comparisons"),
        "prism": ("HannahRoseKirk/prism-alignment", "utterances"),
        "personalllm": ("namkoong-lab/PersonalLLM", None)}
 SUFFIXES = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+NON_REWARD_SUFFIXES = ("model",)  # PersonalLLM's response_<j>_model names the LLM that wrote response j
 
 
 # --------------------------------------------------------------------------------- reading
@@ -97,7 +99,25 @@ def _get(row, key, where, kind=str):
 def split_users(by_user: dict[str, list[dict]], task: str, unseen_frac: float = 0.25, test_frac: float = 0.25,
                 min_pairs: int = 4, max_users: int | None = None, max_pairs_per_user: int | None = None,
                 seed: int = 0) -> list[dict]:
-    """Seeded seen/unseen user split and per-user train/test split; fills task/user_group/split."""
+    """Seeded seen/unseen user split and per-user train/test split; fills task/user_group/split.
+
+    The rule, all from one ``random.Random(seed)``:
+
+    1. users with at least ``min_pairs`` pairs are kept, sorted by id and shuffled; with ``max_users``
+       only the first ``max_users`` of that order are kept (``n`` users, at least 2 or ``ValueError``);
+    2. the first ``n_unseen`` users of the shuffled order are *unseen*, the others *seen*, where
+       ``n_unseen = min(max(1, round(unseen_frac * n)), n - 1)`` (Python's ``round``: halves go to the
+       even integer, e.g. 10 users x 0.25 -> 2, 6 x 0.25 -> 2) and 0 when ``unseen_frac`` is 0;
+    3. then, user by user in sorted order, the user's pairs are shuffled (same generator), cut to
+       ``max_pairs_per_user``, and the first ``n_test = min(max(1, round(test_frac * len(pairs))),
+       len(pairs) - 1)`` are *test*, the rest *train*: every user has at least one pair of each
+       (``min_pairs`` must be at least 2).
+
+    Records come back grouped by user in sorted order; the split depends only on the users' ids, their
+    pairs (in the given order) and the arguments.
+    """
+    if min_pairs < 2:
+        raise ValueError(f"min_pairs must be at least 2 (a train and a test pair per user), not {min_pairs}")
     rng = random.Random(seed)
     users = sorted(u for u, ps in by_user.items() if len(ps) >= min_pairs)
     rng.shuffle(users)
@@ -110,7 +130,7 @@ def split_users(by_user: dict[str, list[dict]], task: str, unseen_frac: float = 
         pairs = list(by_user[user])
         rng.shuffle(pairs)
         pairs = pairs[:max_pairs_per_user] if max_pairs_per_user else pairs
-        n_test = max(1, round(test_frac * len(pairs)))
+        n_test = min(max(1, round(test_frac * len(pairs))), len(pairs) - 1)
         group = "unseen" if user in users[:n_unseen] else "seen"
         for j, p in enumerate(pairs):
             out.append(p | {"task": task, "user": user, "user_group": group,
@@ -178,11 +198,15 @@ def dirichlet_users(n_users: int, n_rms: int, alpha: float = 0.1, seed: int = 0)
 
 def load_personalllm(path=None, splits=("train",), revision=None, n_users: int = 100, alpha: float = 0.1,
                      prompts_per_user: int = 20, seed: int = 0, **split_kw) -> list[dict]:
-    """PersonalLLM -> pair records of simulated users (Dirichlet mixtures of its reward columns)."""
+    """PersonalLLM -> pair records of simulated users (Dirichlet mixtures of its reward columns).
+
+    ``seed`` seeds the users' weights, their prompts and response pairs, and the user / pair split.
+    """
     rows = list(read_rows("personalllm", path, splits, revision))
     if not rows:
         raise ValueError("PersonalLLM: no records")
-    cols = [m.groups() for c in rows[0][1] if (m := re.fullmatch(r"response_(\d+)_(.+)", c))]
+    cols = [m.groups() for c in rows[0][1]
+            if (m := re.fullmatch(r"response_(\d+)_(.+)", c)) and m.group(2) not in NON_REWARD_SUFFIXES]
     resp_ids = sorted({int(j) for j, _ in cols})
     rms = sorted({rm for _, rm in cols})
     if len(resp_ids) < 2 or not rms:
@@ -213,7 +237,7 @@ def load_personalllm(path=None, splits=("train",), revision=None, n_users: int =
             recs.append({"pair_id": f"personalllm/{user}/{i}/{resp_ids[c]}-{resp_ids[r]}", "prompt": prompts[i],
                          "chosen": texts[i][c], "rejected": texts[i][r]})
         by_user[user] = recs
-    return split_users(by_user, "personalllm", **split_kw)
+    return split_users(by_user, "personalllm", seed=seed, **split_kw)
 
 
 LOADERS = {"tldr": load_tldr, "prism": load_prism, "personalllm": load_personalllm}

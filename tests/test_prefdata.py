@@ -172,3 +172,68 @@ def test_personalllm_rejects_malformed(tmp_path):
 def test_split_users_needs_two_users():
     with pytest.raises(ValueError, match="need 2"):
         prefdata.split_users({"a": [{"pair_id": "1"}] * 5}, "t")
+    with pytest.raises(ValueError, match="min_pairs must be at least 2"):
+        prefdata.split_users(_by_user(3, 1), "t", min_pairs=1)
+
+
+def test_personalllm_skips_response_model_columns(tmp_path):
+    """The hub rows also name the LLM of each response (``response_<j>_model``, text): not a reward model."""
+    df = personalllm_frame()
+    for j in range(1, 9):
+        df[f"response_{j}_model"] = f"llm-{j}"
+    df.to_parquet(tmp_path / "train.parquet")
+    recs = prefdata.load_personalllm(path=tmp_path / "train.parquet", n_users=6, prompts_per_user=10, seed=3)
+    df.drop(columns=[f"response_{j}_model" for j in range(1, 9)]).to_parquet(tmp_path / "plain.parquet")
+    assert recs == prefdata.load_personalllm(path=tmp_path / "plain.parquet", n_users=6, prompts_per_user=10, seed=3)
+
+
+def test_personalllm_seed_also_seeds_the_split(monkeypatch, tmp_path):
+    personalllm_frame().to_parquet(tmp_path / "train.parquet")
+    seen = {}
+    real = prefdata.split_users
+    monkeypatch.setattr(prefdata, "split_users",
+                        lambda by_user, task, **kw: seen.update(kw) or real(by_user, task, **kw))
+    prefdata.load_personalllm(path=tmp_path / "train.parquet", n_users=4, prompts_per_user=8, seed=5, test_frac=0.3)
+    assert seen == {"seed": 5, "test_frac": 0.3}
+
+
+# ------------------------------------------------------------------------------- split_users (documented rule)
+def _by_user(n_users, n_pairs):
+    return {f"u{u:02d}": [{"pair_id": f"u{u:02d}/{j}"} for j in range(n_pairs)] for u in range(n_users)}
+
+
+@pytest.mark.parametrize("n_users,unseen_frac,n_unseen", [(12, 0.25, 3), (10, 0.25, 2), (6, 0.25, 2), (4, 0.25, 1),
+                                                          (2, 0.9, 1), (3, 0.1, 1), (5, 0.0, 0)])
+def test_split_users_unseen_count_follows_documented_rounding(n_users, unseen_frac, n_unseen):
+    recs = prefdata.split_users(_by_user(n_users, 6), "t", unseen_frac=unseen_frac)
+    groups = {r["user"]: r["user_group"] for r in recs}
+    assert len(groups) == n_users and sum(g == "unseen" for g in groups.values()) == n_unseen
+
+
+def test_split_users_matches_documented_procedure():
+    import random
+
+    by_user = _by_user(9, 7)
+    by_user["tiny"] = [{"pair_id": "tiny/0"}]  # fewer than min_pairs: dropped
+    recs = prefdata.split_users(by_user, "t", unseen_frac=0.25, test_frac=0.25, seed=7)
+    rng = random.Random(7)
+    order = sorted(u for u in by_user if u != "tiny")
+    rng.shuffle(order)
+    expect = []
+    for user in sorted(order):
+        pairs = list(by_user[user])
+        rng.shuffle(pairs)
+        n_test = min(max(1, round(0.25 * len(pairs))), len(pairs) - 1)
+        expect += [p | {"task": "t", "user": user, "user_group": "unseen" if user in order[:2] else "seen",
+                        "split": "test" if j < n_test else "train"} for j, p in enumerate(pairs)]
+    assert recs == expect
+    assert recs == prefdata.split_users(by_user, "t", unseen_frac=0.25, test_frac=0.25, seed=7)
+    assert recs != prefdata.split_users(by_user, "t", unseen_frac=0.25, test_frac=0.25, seed=8)
+
+
+@pytest.mark.parametrize("n_pairs,test_frac", [(4, 0.25), (9, 0.25), (10, 0.25), (4, 0.5), (4, 0.9), (5, 0.95)])
+def test_split_users_every_user_keeps_train_and_test_pairs(n_pairs, test_frac):
+    recs = prefdata.split_users(_by_user(4, n_pairs), "t", test_frac=test_frac)
+    for user in {r["user"] for r in recs}:
+        splits = Counter(r["split"] for r in recs if r["user"] == user)
+        assert splits["train"] >= 1 and splits["test"] >= 1, (user, splits)
