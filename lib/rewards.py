@@ -4,14 +4,16 @@ Contract (shared with lib/rgd.py and lib/policy_acc.py):
 
 * a reward model is ``head(features, user_idx)`` on top of a frozen featurizer named by
   ``backbone`` (a registry name, see lib/models.py) of ``feature_kind`` "lm_last" (causal LM
-  last_hidden_state at the last token, see lib/features.py) or "encoder_mean" (MiniLM);
+  last_hidden_state; a full response is read at an appended end-of-sequence token, the state
+  decoding scores when it considers stopping, see lib/features.py) or "encoder_mean" (MiniLM);
 * ``users`` lists the users it knows; ``user_index(users)`` maps ids to rows and raises a clear
   ``KeyError`` for an unknown user (call ``adapt`` first);
 * ``shares_policy(policy_name)`` says whether its features are the policy's own hidden states
   (RGD path a); ``finetuned`` backbones (LoRA) never share.
 
 Methods (all heads read standardised features ``x = (f - mu) / sd``, statistics of the training
-features, so one learning rate suits every backbone):
+pairs' full-response features and, when the :class:`PairFeatures` have them, their prefix features,
+the states reward-guided decoding scores; so one learning rate suits every backbone):
 
 =================  ==========================================================================
 ``bt``             ``r(x) = w.x``: one Bradley-Terry reward for all users (Bradley & Terry 1952;
@@ -26,17 +28,38 @@ features, so one learning rate suits every backbone):
                    of K reward functions (LoRe, Bose et al. 2025).
 ``pal``            ``r(x, u) = -||P x - sum_k a_uk q_k||^2``, ``a_u`` on the simplex: K prototype
                    ideal points in a learned space, each user a mixture of them (PAL, Chen et al.,
-                   ICLR 2025, ideal-point model).
+                   ICLR 2025, ideal-point model). P starts random, as PAL's connector does (a zero P
+                   gives every response the same reward and the user weights no gradient).
 ``vpl``            ``r(x, z) = (w + U z).x`` with ``z ~ q(z | user's context pairs)``: a Gaussian
                    latent from a permutation-invariant encoder (mean-pooled MLP of the feature
                    differences chosen - rejected), trained with the BT loss plus beta * KL(q || N(0, I))
-                   (VPL, Poddar et al. 2024). The posterior mean of each known user is stored, so
-                   ``head`` works like the other methods; unseen users need no training.
+                   (VPL, Poddar et al. 2024). A training pair's context never contains that pair. The
+                   posterior mean of each known user is stored, so ``head`` works like the other
+                   methods; unseen users need no training.
 =================  ==========================================================================
 
+Training (:func:`train`): BT loss, AdamW (lr 1e-3: at 1e-2 heads on 384-d features of a few pairs per
+user overfit within one step), gradients clipped. Validation rule (``val_rule``): ``"holdout"``
+holds out ``round(val_frac * N)`` training pairs drawn across users, never a user's last pair, and
+keeps the epoch >= 1 of lowest validation loss (``patience`` epochs without improvement stop);
+the initial heads are not a candidate (zero heads tie on every pair). With fewer than ``min_val``
+such pairs, ``"fixed_epochs"``: every pair trains for ``min(epochs, fixed_epochs)`` epochs and
+``val_acc`` is NaN (never a training accuracy). A diverging run is retried with lr / 10 (twice).
+A model whose rewards are (nearly) constant on its validation pairs (training pairs if none), or
+that never left its initial weights, is flagged in ``metrics["degenerate"]`` (a reason; "" when fine)
+with a warning; :func:`train_zoo` records the flag (and skips a model that still diverges) and
+:func:`accuracy_table` averages only unflagged seeds and counts the flagged ones.
+
+Calibration: every trained model stores ``cal_mu`` / ``cal_sd``, the mean and sd of its rewards (each
+pair's own user) on the prefix and full-response features of its training pairs (full only when no
+prefixes were computed, and for the LoRA path). :meth:`RewardModel.guidance` is the reward that
+decoding adds to logits: ``(r - cal_mu) / cal_sd`` when ``rm.calibrated`` (default; set by
+``load_reward_model(..., calibrated=...)``), else the raw ``head``. Adapted users keep the model's
+calibration.
+
 Public API: :func:`train`, :meth:`RewardModel.adapt`, :meth:`RewardModel.score`,
-:meth:`RewardModel.score_prefixes`, :meth:`RewardModel.save`, :func:`load_reward_model`,
-:func:`rm_accuracy`, :class:`PairFeatures`.
+:meth:`RewardModel.score_prefixes`, :meth:`RewardModel.guidance`, :meth:`RewardModel.save`,
+:func:`load_reward_model`, :func:`rm_accuracy`, :class:`PairFeatures`.
 """
 from __future__ import annotations
 
@@ -44,6 +67,7 @@ import copy
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,7 +167,7 @@ class PairFeatures:
         return cls(feat.name, feat.kind, ids, **d)
 
 
-FEATURE_VERSION = "pairs-v2"  # part of the feature cache key: bump when the computation changes
+FEATURE_VERSION = "pairs-v3"  # part of the feature cache key: bump when the computation changes
 
 
 def _load_features(path) -> dict:
@@ -155,16 +179,20 @@ def _load_features(path) -> dict:
 
 def _cut(frac: torch.Tensor, n: int) -> torch.Tensor:
     """Prefix lengths in 1..n for relative positions ``frac`` in [0, 1)."""
-    return (frac * n).ceil().long().clamp(1, n)
+    return (frac * n).ceil().long().clamp(1, max(n, 1))
 
 
 def _lm_pair_features(feat, prompts, chosen, rejected, frac, progress):
-    """Full-response and prefix features of both sides, every prompt forwarded once."""
+    """Full-response and prefix features of both sides, every prompt forwarded once.
+
+    ``pair_hidden`` gives per response the T response-token states then the state of an appended
+    end-of-sequence token: the full feature is that last state, prefixes are cut among the T others.
+    """
     hs = feat.pair_hidden(prompts, [chosen, rejected], progress=progress)
     out = []
     for side in hs:
         full = torch.stack([h[-1] for h in side])
-        pre = torch.stack([h[_cut(frac[i], len(h)) - 1] for i, h in enumerate(side)]) if frac.shape[1] else None
+        pre = torch.stack([h[_cut(frac[i], len(h) - 1) - 1] for i, h in enumerate(side)]) if frac.shape[1] else None
         out += [full, pre]
     return out
 
@@ -199,6 +227,32 @@ class RewardModel(nn.Module):
         self.train_hparams: dict = {}
         self.register_buffer("mu", torch.zeros(dim))
         self.register_buffer("sd", torch.ones(dim))
+        self.register_buffer("cal_mu", torch.zeros(()))  # reward calibration, see guidance()
+        self.register_buffer("cal_sd", torch.ones(()))
+        self.calibrated = True  # guidance() calibrates (load_reward_model(..., calibrated=False): raw head)
+
+    def standardise(self, feats: torch.Tensor):
+        """Set the feature statistics ``mu``, ``sd`` from training features ``[N, dim]``."""
+        feats = feats.float()
+        self.mu.copy_(feats.mean(0))
+        self.sd.copy_(feats.std(0).nan_to_num(1.0).clamp(min=1e-4))
+
+    def set_calibration(self, rewards: torch.Tensor):
+        """``cal_mu``, ``cal_sd`` = mean and sd of ``rewards``; sd 1 when they are (nearly) constant."""
+        r = rewards.detach().float().flatten()
+        mu, sd = r.mean(), r.std() if len(r) > 1 else r.new_zeros(())
+        self.cal_mu.fill_(float(mu))
+        self.cal_sd.fill_(float(sd) if sd > 1e-6 * (1 + mu.abs()) else 1.0)
+        self.metrics |= {"cal_mu": float(self.cal_mu), "cal_sd": float(self.cal_sd)}
+
+    def calibrate(self, r: torch.Tensor) -> torch.Tensor:
+        """Rewards on the scale of the training states: ``(r - cal_mu) / cal_sd``."""
+        return (r - self.cal_mu) / self.cal_sd
+
+    def guidance(self, feats: torch.Tensor, user_idx) -> torch.Tensor:
+        """The reward that guides decoding: ``calibrate(head(...))`` if ``self.calibrated`` else ``head``."""
+        r = self.head(feats, user_idx)
+        return self.calibrate(r) if self.calibrated else r
 
     # --- users -------------------------------------------------------------------------
     def user_index(self, users) -> torch.Tensor:
@@ -232,8 +286,9 @@ class RewardModel(nn.Module):
         return self.feature_kind == "lm_last" and self.backbone == policy_name and not self.finetuned
 
     # --- training hooks (VPL overrides them) ---------------------------------------------
-    def pair_logits(self, xc, xr, u):
-        """(r(chosen) - r(rejected), extra loss) for a training batch."""
+    def pair_logits(self, xc, xr, u, pair=None):
+        """(r(chosen) - r(rejected), extra loss) for a training batch; ``pair``: each row's position
+        among the training pairs given to :meth:`prepare` (VPL leaves it out of the row's context)."""
         return self.head(xc, u) - self.head(xr, u), xc.new_zeros(())
 
     def prepare(self, xc, xr, u):  # called once before training with the training pairs
@@ -360,8 +415,11 @@ class RewardModel(nn.Module):
         return Path(directory)
 
 
-def load_reward_model(directory, device=None) -> RewardModel:
-    """Inverse of :meth:`RewardModel.save`; a fine-tuned backbone is rebuilt from the registry + LoRA."""
+def load_reward_model(directory, device=None, calibrated: bool = True) -> RewardModel:
+    """Inverse of :meth:`RewardModel.save`; a fine-tuned backbone is rebuilt from the registry + LoRA.
+
+    ``calibrated`` sets ``rm.calibrated``: whether :meth:`RewardModel.guidance` calibrates. Models saved
+    before calibration existed load with ``cal_mu = 0``, ``cal_sd = 1`` (guidance = raw reward)."""
     directory = Path(directory)
     path = directory / "config.json"
     if not path.exists():
@@ -370,8 +428,12 @@ def load_reward_model(directory, device=None) -> RewardModel:
     if cfg["method"] not in METHODS:
         raise ValueError(f"{path}: unknown method {cfg['method']!r}; known: {sorted(METHODS)}")
     rm = METHODS[cfg["method"]](cfg["backbone"], cfg["feature_kind"], cfg["dim"], cfg["users"], **cfg["arch"])
-    rm.load_state_dict(torch.load(directory / "model.pt", map_location="cpu"))
+    state = torch.load(directory / "model.pt", map_location="cpu")
+    state.setdefault("cal_mu", torch.zeros(()))
+    state.setdefault("cal_sd", torch.ones(()))
+    rm.load_state_dict(state)
     rm.metrics, rm.train_hparams = cfg.get("metrics", {}), cfg.get("train_hparams", {})
+    rm.calibrated = calibrated
     if cfg.get("finetuned"):
         from peft import PeftModel
 
@@ -455,27 +517,37 @@ class LoRe(RewardModel):
 class PAL(RewardModel):
     """PAL (Chen et al., ICLR 2025), ideal-point form: responses mapped to ``P x`` in a latent space;
     K prototype points q_k; user u's ideal point is ``softmax(l_u) @ Q``; reward = minus the squared
-    distance to it. New users: only l_u is fitted, from uniform weights."""
+    distance to it. New users: only l_u is fitted, from uniform weights. The mixture is
+    ``softmax(l_u / temperature)`` (PAL's softmax has a temperature too): at 0.1 the user weights move
+    at the pace of the other parameters under one learning rate.
+
+    Initialisation as in PAL's code (a randomly initialised connector, Gaussian prototypes and user
+    weights), scaled so that ``P x`` (x standardised) and the prototypes have norm about 1 and the
+    initial reward differences are O(1): a zero P would give every response the same reward and the
+    user weights no gradient."""
 
     method = "pal"
     user_tables = ("logits",)
 
-    def __init__(self, backbone, feature_kind, dim, users, n_prototypes: int = 4, latent_dim: int = 16, **arch):
-        super().__init__(backbone, feature_kind, dim, users, n_prototypes=n_prototypes, latent_dim=latent_dim, **arch)
-        self.P = nn.Parameter(torch.zeros(latent_dim, dim))  # start from equal rewards (a neutral model)
-        self.Q = nn.Parameter(torch.randn(n_prototypes, latent_dim))
-        self.logits = nn.Parameter(0.01 * torch.randn(len(self.users), n_prototypes))
+    def __init__(self, backbone, feature_kind, dim, users, n_prototypes: int = 4, latent_dim: int = 16,
+                 temperature: float = 0.1, **arch):
+        super().__init__(backbone, feature_kind, dim, users, n_prototypes=n_prototypes, latent_dim=latent_dim,
+                         temperature=temperature, **arch)
+        self.P = nn.Parameter(torch.randn(latent_dim, dim) / math.sqrt(dim * latent_dim))
+        self.Q = nn.Parameter(torch.randn(n_prototypes, latent_dim) / math.sqrt(latent_dim))
+        self.logits = nn.Parameter(temperature * torch.randn(len(self.users), n_prototypes))
 
     def _reward(self, x, u):
-        ideal = torch.softmax(self.logits[u], -1) @ self.Q
+        ideal = torch.softmax(self.logits[u] / self.arch["temperature"], -1) @ self.Q
         return -((x @ self.P.T - ideal) ** 2).sum(-1)
 
 
 class VPL(RewardModel):
     """VPL (Poddar et al. 2024): ``r = (w + U z).x`` with z from an encoder of the user's context
     pairs: ``q(z | C) = N(mu, diag(sigma^2))``, ``[mu, log sigma^2] = g(mean_i phi(x+_i - x-_i))``.
-    Training samples ``n_context`` of each user's training pairs per step, draws z by
-    reparameterisation and adds ``beta * KL(q || N(0, I))``. The posterior mean of every known user
+    Training samples, for each pair, ``n_context`` of its user's *other* training pairs (the pair
+    scored is never its own context, as at test time), draws z by reparameterisation and adds
+    ``beta * KL(q || N(0, I))``; a user's only pair gets the empty-context latent. The posterior mean of every known user
     (all their training pairs as context) is stored in ``Z``; ``adapt`` only encodes (no training).
     """
 
@@ -488,7 +560,7 @@ class VPL(RewardModel):
         self.phi = nn.Sequential(nn.Linear(dim, enc_hidden), nn.GELU(), nn.Linear(enc_hidden, enc_hidden), nn.GELU())
         self.to_q = nn.Linear(enc_hidden, 2 * latent_dim)
         self.w = nn.Parameter(torch.zeros(dim))
-        self.U = nn.Parameter(torch.randn(dim, latent_dim) / math.sqrt(dim))
+        self.U = nn.Parameter(0.1 * torch.randn(dim, latent_dim) / math.sqrt(dim))  # z ~ N(0, I): small U z at first
         self.register_buffer("Z", torch.zeros(len(self.users), latent_dim))
         self._ctx = None
 
@@ -516,21 +588,27 @@ class VPL(RewardModel):
     def prepare(self, xc, xr, u):
         order = torch.argsort(u, stable=True)
         counts = torch.bincount(u, minlength=len(self.users))
-        self._ctx = (self._diffs(xc, xr)[order], torch.cumsum(counts, 0) - counts, counts)
+        pos = torch.empty_like(order)
+        pos[order] = torch.arange(len(order), device=order.device)  # pair i sits at D[pos[i]]
+        self._ctx = (self._diffs(xc, xr)[order], torch.cumsum(counts, 0) - counts, counts, pos)
         self.refresh()
 
-    def pair_logits(self, xc, xr, u):
-        D, start, count = self._ctx
-        users, inv = torch.unique(u, return_inverse=True)
-        pick = (torch.rand(len(users), self.arch["n_context"], device=D.device) * count[users, None]).long()
-        mu, logvar = self.encode(D[start[users, None] + pick])
+    def pair_logits(self, xc, xr, u, pair=None):
+        D, start, count, pos = self._ctx
+        C = self.arch["n_context"]
+        own = pos[pair] - start[u] if pair is not None else torch.full_like(u, -1)  # offset in its user's block
+        n = count[u] - (own >= 0).long()  # context candidates: the user's other pairs
+        pick = (torch.rand(len(u), C, device=D.device) * n[:, None]).long()
+        pick = pick + ((own[:, None] >= 0) & (pick >= own[:, None])).long()  # skip the pair itself
+        idx = (start[u, None] + pick).clamp(max=len(D) - 1)
+        mu, logvar = self.encode(D[idx], (n[:, None] > 0).expand(-1, C))
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
         kl = 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum(-1).mean()
         xcs, xrs = (xc.float() - self.mu) / self.sd, (xr.float() - self.mu) / self.sd
-        return self.reward_z(xcs, z[inv]) - self.reward_z(xrs, z[inv]), self.arch["beta"] * kl
+        return self.reward_z(xcs, z) - self.reward_z(xrs, z), self.arch["beta"] * kl
 
     @torch.no_grad()
-    def _posterior_means(self, D, start, count):
+    def _posterior_means(self, D, start, count, pos=None):
         G, C = len(count), int(count.max())
         pos = torch.arange(C, device=D.device)
         mask = pos[None] < count[:, None]
@@ -575,18 +653,23 @@ def _train_records(records):
     return out
 
 
-def _val_split(recs, val_frac, g):
+def _val_split(recs, val_frac: float, min_val: int, seed: int):
+    """The validation rule: ``round(val_frac * N)`` pairs drawn at random across users, never a user's
+    last pair (every user keeps >= 1 training pair), so users with 1-3 pairs still give validation
+    pairs. Fewer than ``min_val`` of them: no validation (the caller trains a fixed number of epochs)."""
+    g = torch.Generator().manual_seed(seed)
     by_user: dict[str, list[dict]] = {}
     for r in recs:
         by_user.setdefault(r["user"], []).append(r)
-    val, tr = [], []
+    spare = []  # every pair but one (at random) of each user
     for user in sorted(by_user):
         ps = by_user[user]
-        perm = torch.randperm(len(ps), generator=g).tolist()
-        n_val = min(int(round(val_frac * len(ps))), len(ps) - 1)
-        val += [ps[i] for i in perm[:n_val]]
-        tr += [ps[i] for i in perm[n_val:]]
-    return val, tr
+        spare += [ps[i] for i in torch.randperm(len(ps), generator=g)[1:].tolist()]
+    val = [spare[i] for i in torch.randperm(len(spare), generator=g)[: int(round(val_frac * len(recs)))].tolist()]
+    if len(val) < min_val:
+        return [], list(recs)
+    held = {r["pair_id"] for r in val}
+    return val, [r for r in recs if r["pair_id"] not in held]
 
 
 def _check_finite(pf: PairFeatures, records):
@@ -606,62 +689,104 @@ def _device(device):
 
 
 def train(method: str, records, features, *, seed: int = 0, epochs: int = 200, batch_size: int = 64,
-          lr: float = 1e-2, weight_decay: float = 1e-2, val_frac: float = 0.15, patience: int = 20,
-          prefix_train: bool = False, n_prefix: int = 4, cache_dir=None, device=None, progress: bool = True,
-          diverge_factor: float = 20.0, finetune: str | None = None, lora_r: int = 8, max_grad_norm: float | None = 1.0,
+          lr: float = 1e-3, weight_decay: float = 1e-2, val_frac: float = 0.15, min_val: int = 8,
+          fixed_epochs: int = 50, patience: int = 20, retries: int = 2, prefix_train: bool = False,
+          n_prefix: int = 4, cache_dir=None, device=None, progress: bool = True, diverge_factor: float = 20.0,
+          finetune: str | None = None, lora_r: int = 8, max_grad_norm: float | None = 1.0, task: str | None = None,
           **arch) -> RewardModel:
     """Train a personalized reward model with the Bradley-Terry loss ``-log sigmoid(r(x, y+) - r(x, y-))``.
 
-    ``records``: preference pairs (lib/preflamp.py schema); the seen users' train pairs are used, a
-    seeded ``val_frac`` of each user's pairs is held out for early stopping (best validation loss, ``patience``
-    epochs). ``features``: a :class:`PairFeatures` or a featurizer of lib/features.py (features are
-    then computed, cached under ``cache_dir``). AdamW, mini-batches, on the GPU when present
-    (accelerate's device). ``prefix_train`` adds the pairs of random prefixes (same relative cut on
-    both sides) to the training pairs. ``finetune="lora"`` trains LoRA adapters of a causal-LM
-    backbone jointly with the head (see :func:`_train_lora`). A NaN loss or a training loss above
-    ``diverge_factor`` times its initial value stops with :class:`FloatingPointError`. Gradients are
-    clipped to ``max_grad_norm`` (None: off): without it VPL on Gemma-3-270M features diverges on the
-    smoke LaMP-7 task at lr 0.01.
+    ``records``: preference pairs (lib/preflamp.py schema); the seen users' train pairs are used.
+    Validation rule (module docstring): ``round(val_frac * N)`` of them, drawn across users and never a
+    user's last pair, are held out and the epoch >= 1 of lowest validation loss is kept (``patience``);
+    with fewer than ``min_val`` such pairs every pair trains ``min(epochs, fixed_epochs)`` epochs
+    (``val_rule`` "fixed_epochs", ``val_acc`` NaN). ``features``: a :class:`PairFeatures` or a featurizer
+    of lib/features.py (features are then computed, cached under ``cache_dir``). AdamW, mini-batches,
+    on the GPU when present (accelerate's device), gradients clipped to ``max_grad_norm`` (None: off).
+    ``prefix_train`` adds the pairs of random prefixes (same relative cut on both sides) to the
+    training pairs. ``finetune="lora"`` trains LoRA adapters of a causal-LM backbone jointly with the
+    head (see :func:`_train_lora`). A NaN loss or a training loss above ``diverge_factor`` times its
+    first epoch's is a divergence: the run restarts with lr / 10, at most ``retries`` times, then
+    raises :class:`FloatingPointError`. The model's ``metrics["degenerate"]`` says why it is unusable
+    ("" when fine; a warning names method, backbone, ``task`` (default: the records') and seed).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {sorted(METHODS)}")
     hp = dict(seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, val_frac=val_frac,
-              patience=patience, prefix_train=prefix_train, n_prefix=n_prefix if prefix_train else 0,
-              finetune=finetune, max_grad_norm=max_grad_norm)
+              min_val=min_val, fixed_epochs=fixed_epochs, patience=patience, prefix_train=prefix_train,
+              n_prefix=n_prefix if prefix_train else 0, finetune=finetune, max_grad_norm=max_grad_norm)
     recs = _train_records(records)
     users = sorted({r["user"] for r in recs})
-    seed_everything(seed)
     if finetune is not None:
-        return _train_lora(method, recs, users, features, hp, lora_r, device, progress, diverge_factor, arch)
-    pf = features if isinstance(features, PairFeatures) else PairFeatures.compute(
-        features, recs, n_prefix=hp["n_prefix"], cache_dir=cache_dir, seed=seed, progress=progress)
-    _check_finite(pf, recs)
-    if prefix_train:
-        hp["n_prefix"] = int(pf.take(recs[:1], prefixes=True)[0].shape[1])
-    rm = METHODS[method](pf.backbone, pf.kind, pf.dim, users, **arch)
-    dev = _device(device)
-    rm.to(dev)
+        def fit(h):
+            return _train_lora(method, recs, users, features, h, lora_r, device, progress, diverge_factor, arch)
+    else:
+        pf = features if isinstance(features, PairFeatures) else PairFeatures.compute(
+            features, recs, n_prefix=hp["n_prefix"], cache_dir=cache_dir, seed=seed, progress=progress)
+        _check_finite(pf, recs)
+        if prefix_train:
+            hp["n_prefix"] = int(pf.take(recs[:1], prefixes=True)[0].shape[1])
+        val, tr = _val_split(recs, val_frac, min_val, seed)
+        dev = _device(device)
 
-    # validation split (stratified by user: every user keeps most pairs for training), then tensors
-    g = torch.Generator().manual_seed(seed)
-    val, tr = _val_split(recs, val_frac, g) if len(recs) >= 10 else ([], recs)
+        def fit(h):
+            return _fit(method, pf, tr, val, users, h, arch, dev, progress, diverge_factor)
+    t0 = time.time()
+    for attempt in range(retries + 1):
+        try:
+            rm = fit(hp | {"lr": lr / 10 ** attempt})
+            break
+        except FloatingPointError as e:
+            if attempt == retries:
+                raise FloatingPointError(f"{e} (after {retries} retries with lr / 10 each)") from None
+            warnings.warn(f"train {method} seed {seed}: {e}; retrying with lr {lr / 10 ** (attempt + 1):g}", stacklevel=2)
+    rm.train_hparams |= {"lr_requested": lr, "retries": attempt}
+    rm.metrics["train_seconds"] = round(time.time() - t0, 3)
+    if rm.metrics["degenerate"]:
+        warnings.warn(f"degenerate reward model: method {method}, backbone {rm.backbone}, task "
+                      f"{task or recs[0].get('task', '?')}, seed {seed}: {rm.metrics['degenerate']}", stacklevel=2)
+    return rm
+
+
+def _degenerate(rm: RewardModel, init: list[torch.Tensor], xc, xr, u, where: str) -> str:
+    """Why ``rm`` is unusable ("" when fine): it never left its initial weights, or its rewards on the
+    pairs ``xc``/``xr`` (users ``u``) are constant: no pair's reward difference exceeds 1e-4 of the
+    rewards' scale (a reward that varies only between users ranks no response above another)."""
+    if all(torch.equal(p.detach(), q) for p, q in zip(rm.parameters(), init)):
+        return "never left its initial weights"
+    with torch.no_grad():
+        rc, rr = rm.head(xc, u), rm.head(xr, u)
+    if not ((rc - rr).abs().max() > 1e-4 * (1 + torch.cat([rc, rr]).abs().max())):  # also NaN
+        return f"constant rewards on its {where} pairs"
+    return ""
+
+
+def _calibrate(rm: RewardModel, pf: PairFeatures, tr, u):
+    """Calibration from the rewards of the training pairs' full-response and (if any) prefix features."""
+    sides = [pf.take(tr)] + ([pf.take(tr, prefixes=True)] if pf.prefix_chosen is not None else [])
+    with torch.no_grad():
+        rm.set_calibration(torch.cat([rm.head(x.to(rm.mu.device), u).flatten() for pair in sides for x in pair]))
+
+
+def _fit(method, pf, tr, val, users, hp, arch, dev, progress, diverge_factor) -> RewardModel:
+    """One training run of :func:`train` on frozen features (``tr`` / ``val``: the split)."""
+    seed_everything(hp["seed"])
+    g = torch.Generator().manual_seed(hp["seed"])
+    rm = METHODS[method](pf.backbone, pf.kind, pf.dim, users, **arch).to(dev)
     uix = {u: i for i, u in enumerate(users)}
     xc, xr = (t.to(dev) for t in pf.take(tr))
     u = torch.tensor([uix[r["user"]] for r in tr], device=dev)
-    allf = torch.cat([xc, xr]).float()
-    rm.mu.copy_(allf.mean(0))
-    rm.sd.copy_(allf.std(0).clamp(min=1e-4))
+    pre = [t.to(dev) for t in pf.take(tr, prefixes=True)] if pf.prefix_chosen is not None else []
+    rm.standardise(torch.cat([xc, xr] + [t.reshape(-1, pf.dim) for t in pre]))
     rm.prepare(xc, xr, u)
-    if prefix_train:
-        pc, pr = (t.to(dev) for t in pf.take(tr, prefixes=True))
-        P = pc.shape[1]
-        xc, xr = torch.cat([xc, pc.reshape(-1, pf.dim)]), torch.cat([xr, pr.reshape(-1, pf.dim)])
-        u = torch.cat([u, u.repeat_interleave(P)])
+    u_tr, pair = u, torch.arange(len(tr), device=dev)
+    if hp["prefix_train"]:
+        P = pre[0].shape[1]
+        xc, xr = torch.cat([xc, pre[0].reshape(-1, pf.dim)]), torch.cat([xr, pre[1].reshape(-1, pf.dim)])
+        u, pair = torch.cat([u, u.repeat_interleave(P)]), torch.cat([pair, pair.repeat_interleave(P)])
     if val:
         vc, vr = (t.to(dev) for t in pf.take(val))
         vu = torch.tensor([uix[r["user"]] for r in val], device=dev)
-    else:  # too few pairs: early stopping on the training loss
-        vc, vr, vu = xc, xr, u
 
     def val_loss():
         rm.eval()
@@ -669,50 +794,62 @@ def train(method: str, records, features, *, seed: int = 0, epochs: int = 200, b
             d = rm.head(vc, vu) - rm.head(vr, vu)
         loss = F.softplus(-d).mean().item()
         if not math.isfinite(loss):
-            raise FloatingPointError(f"train {method}: validation loss is {loss}; lower lr (now {lr})")
+            raise FloatingPointError(f"train {method}: validation loss is {loss} (lr {hp['lr']:g})")
         return loss, (d > 0).float().mean().item()
 
-    opt = torch.optim.AdamW(rm.parameters(), lr=lr, weight_decay=weight_decay)
-    best_loss = init_loss = val_loss()[0]
-    best_state, best_epoch, bad, t0 = copy.deepcopy(rm.state_dict()), 0, 0, time.time()
-    ref = None
-    bar = tqdm(range(1, epochs + 1), disable=not progress, desc=f"train {method}", leave=False)
+    lr, bs = hp["lr"], hp["batch_size"]
+    opt = torch.optim.AdamW(rm.parameters(), lr=lr, weight_decay=hp["weight_decay"])
+    init = [p.detach().clone() for p in rm.parameters()]
+    init_loss = val_loss()[0] if val else float("nan")
+    n_epochs = hp["epochs"] if val else min(hp["epochs"], hp["fixed_epochs"])
+    best_loss, best_state, best_epoch, bad, ref, epoch = math.inf, None, 0, 0, None, 0
+    bar = tqdm(range(1, n_epochs + 1), disable=not progress, desc=f"train {method}", leave=False)
     for epoch in bar:
         rm.train()
         order = torch.randperm(len(u), generator=g).to(dev)
         tot = 0.0
-        for s in range(0, len(order), batch_size):
-            b = order[s : s + batch_size]
-            d, extra = rm.pair_logits(xc[b], xr[b], u[b])
+        for s in range(0, len(order), bs):
+            b = order[s : s + bs]
+            d, extra = rm.pair_logits(xc[b], xr[b], u[b], pair[b])
             loss = F.softplus(-d).mean() + extra
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"train {method}: loss is {loss.item()} at epoch {epoch}, step {s // batch_size}; "
-                                         f"lower lr (now {lr}) or check the features for NaN/inf")
+                raise FloatingPointError(f"train {method}: loss is {loss.item()} at epoch {epoch}, step {s // bs} "
+                                         f"(lr {lr:g}); check the features for NaN/inf")
             opt.zero_grad()
             loss.backward()
-            if max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(rm.parameters(), max_grad_norm)
+            if hp["max_grad_norm"] is not None:
+                torch.nn.utils.clip_grad_norm_(rm.parameters(), hp["max_grad_norm"])
             opt.step()
             tot += loss.item() * len(b)
         tot /= len(order)
         ref = tot if ref is None else ref
-        if tot > diverge_factor * max(ref, init_loss):
+        if tot > diverge_factor * max(ref, math.log(2)):
             raise FloatingPointError(f"train {method}: training loss diverged to {tot:.3g} at epoch {epoch} "
-                                     f"(first epoch {ref:.3g}); lower lr (now {lr})")
+                                     f"(first epoch {ref:.3g}, lr {lr:g})")
         rm.refresh()
+        if not val:
+            continue
         vl, vacc = val_loss()
         bar.set_postfix(train=f"{tot:.3f}", val=f"{vl:.3f}", val_acc=f"{vacc:.2f}")
-        if vl < best_loss - 1e-5:
+        if vl < best_loss - 1e-5:  # epoch 1 always qualifies: the initial heads are no model
             best_loss, best_state, best_epoch, bad = vl, copy.deepcopy(rm.state_dict()), epoch, 0
         else:
             bad += 1
-            if bad >= patience:
+            if bad >= hp["patience"]:
                 break
-    rm.load_state_dict(best_state)
+    if val and best_state is not None:
+        rm.load_state_dict(best_state)
+    elif not val:
+        best_epoch = epoch
     rm.eval()
-    rm.train_hparams = hp | {"n_train": len(tr), "n_val": len(val), "n_users": len(users)}
-    rm.metrics = {"best_epoch": best_epoch, "epochs_run": epoch, "val_loss": best_loss, "val_acc": val_loss()[1],
-                  "init_val_loss": init_loss, "train_seconds": round(time.time() - t0, 3)}
+    rm.train_hparams = hp | {"n_train": len(tr), "n_val": len(val), "n_users": len(users),
+                             "val_rule": "holdout" if val else "fixed_epochs"}
+    rm.metrics = {"best_epoch": best_epoch, "epochs_run": epoch, "val_rule": rm.train_hparams["val_rule"],
+                  "n_val": len(val), "val_loss": (best_loss if best_state is not None else init_loss) if val else float("nan"),
+                  "val_acc": val_loss()[1] if val else float("nan"), "init_val_loss": init_loss}
+    _calibrate(rm, pf, tr, u_tr)
+    where = (vc, vr, vu, "validation") if val else (xc[: len(tr)], xr[: len(tr)], u_tr, "training")
+    rm.metrics["degenerate"] = "never left its initial weights" if best_epoch == 0 else _degenerate(rm, init, *where)
     return rm
 
 
@@ -731,8 +868,9 @@ def _lm_last_with_grad(feat, seqs):
 def _train_lora(method, recs, users, feat, hp, lora_r, device, progress, diverge_factor, arch):
     """Fine-tune LoRA adapters (q, v projections; Hu et al. 2022) of a causal-LM featurizer jointly
     with the reward head: the paper profile's fine-tuned backbone. No validation split or prefix
-    training here: ``hp["epochs"]`` passes over the pairs; the head standardises with the frozen
-    backbone's statistics."""
+    training here (``val_rule`` "fixed_epochs"): ``hp["epochs"]`` passes over the pairs; the head
+    standardises with the frozen backbone's statistics; calibration and the degenerate check use the
+    fine-tuned backbone's features of the training pairs."""
     from peft import LoraConfig, get_peft_model
 
     from .features import LMFeaturizer
@@ -741,6 +879,7 @@ def _train_lora(method, recs, users, feat, hp, lora_r, device, progress, diverge
         raise ValueError("finetune='lora' needs a causal-LM featurizer (LMFeaturizer)")
     if hp["prefix_train"]:
         raise ValueError("prefix_train is not supported with a fine-tuned backbone")
+    seed_everything(hp["seed"])
     pf = PairFeatures.compute(feat, recs, progress=progress)  # frozen statistics for standardisation
     rm = METHODS[method](feat.name, feat.kind, feat.dim, users, **arch)
     dev = _device(device) if device is not None else feat.device
@@ -748,16 +887,15 @@ def _train_lora(method, recs, users, feat, hp, lora_r, device, progress, diverge
                                                   lora_dropout=0.0))
     ft = LMFeaturizer(model, feat.tok, batch_size=feat.batch_size, max_length=feat.max_length, name=feat.name)
     rm.to(dev)
-    allf = torch.cat([pf.chosen, pf.rejected])
-    rm.mu.copy_(allf.mean(0))
-    rm.sd.copy_(allf.std(0).clamp(min=1e-4))
+    rm.standardise(torch.cat([pf.chosen, pf.rejected]).to(dev))
     uix = {u: i for i, u in enumerate(users)}
     u_all = torch.tensor([uix[r["user"]] for r in recs], device=dev)
     rm.prepare(pf.chosen.to(dev), pf.rejected.to(dev), u_all)
+    init = [p.detach().clone() for p in rm.parameters()]
     seqs = [(sum(ft._ids(r["prompt"], r["chosen"]), []), sum(ft._ids(r["prompt"], r["rejected"]), [])) for r in recs]
     params = list(rm.parameters()) + [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
-    g, t0, losses = torch.Generator().manual_seed(hp["seed"]), time.time(), []
+    g, losses = torch.Generator().manual_seed(hp["seed"]), []
     model.train()
     for epoch in tqdm(range(1, hp["epochs"] + 1), disable=not progress, desc=f"train {method}+lora", leave=False):
         order = torch.randperm(len(recs), generator=g)
@@ -765,10 +903,10 @@ def _train_lora(method, recs, users, feat, hp, lora_r, device, progress, diverge
         for s in range(0, len(order), hp["batch_size"]):
             b = order[s : s + hp["batch_size"]].tolist()
             h = _lm_last_with_grad(ft, [seqs[i][0] for i in b] + [seqs[i][1] for i in b])
-            d, extra = rm.pair_logits(h[: len(b)], h[len(b):], u_all[b])
+            d, extra = rm.pair_logits(h[: len(b)], h[len(b):], u_all[b], torch.tensor(b, device=dev))
             loss = F.softplus(-d).mean() + extra
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"train {method}+lora: loss is {loss.item()} at epoch {epoch}; lower lr")
+                raise FloatingPointError(f"train {method}+lora: loss is {loss.item()} at epoch {epoch} (lr {hp['lr']:g})")
             opt.zero_grad()
             loss.backward()
             if hp.get("max_grad_norm") is not None:
@@ -776,15 +914,22 @@ def _train_lora(method, recs, users, feat, hp, lora_r, device, progress, diverge
             opt.step()
             tot += loss.item() * len(b)
         losses.append(tot / len(recs))
-        if losses[-1] > diverge_factor * losses[0]:
-            raise FloatingPointError(f"train {method}+lora: loss diverged to {losses[-1]:.3g} at epoch {epoch}")
+        if losses[-1] > diverge_factor * max(losses[0], math.log(2)):
+            raise FloatingPointError(f"train {method}+lora: loss diverged to {losses[-1]:.3g} at epoch {epoch} "
+                                     f"(lr {hp['lr']:g})")
     model.eval()
     rm._featurizer, rm.finetuned = ft, True
+    tuned = PairFeatures.compute(ft, recs, progress=False)
+    xc, xr = (t.to(dev) for t in tuned.take(recs))
     if isinstance(rm, VPL):  # latents from the fine-tuned features
-        rm.prepare(*(t.to(dev) for t in PairFeatures.compute(ft, recs, progress=False).take(recs)), u_all)
+        rm.prepare(xc, xr, u_all)
     rm.eval()
-    rm.train_hparams = hp | {"lora_r": lora_r, "n_train": len(recs), "n_users": len(users)}
-    rm.metrics = {"train_losses": losses, "train_seconds": round(time.time() - t0, 3)}
+    rm.train_hparams = hp | {"lora_r": lora_r, "n_train": len(recs), "n_val": 0, "n_users": len(users),
+                             "val_rule": "fixed_epochs"}
+    rm.metrics = {"train_losses": losses, "best_epoch": hp["epochs"], "epochs_run": hp["epochs"],
+                  "val_rule": "fixed_epochs", "n_val": 0, "val_loss": float("nan"), "val_acc": float("nan")}
+    rm.set_calibration(torch.cat([rm.head(xc, u_all), rm.head(xr, u_all)]).detach())
+    rm.metrics["degenerate"] = _degenerate(rm, init, xc, xr, u_all, "training")
     return rm
 
 
@@ -876,25 +1021,43 @@ def train_zoo(records, features, task: str, out_root, methods=tuple(METHODS), se
     ``{"lore": {"rank": 8}}``); ``adapt_kw`` go to :meth:`RewardModel.adapt_users`.
     Returns (index rows, per-pair correctness ``{(task, backbone, method, seed, prefix): {"seen": [...],
     "unseen": [...]}}``, the input of :func:`accuracy_table`).
+
+    Index columns besides the accuracies: ``val_acc``, ``best_epoch``, ``val_rule``, ``n_val``, ``lr`` (the
+    learning rate used, after any divergence retries), ``degenerate`` (the reason, "" when fine) and
+    ``train_seconds``. A model that still diverges after the retries is skipped with a warning: its
+    row has ``degenerate = "diverged: ..."``, NaN accuracies, ``dir = ""``; nothing is saved and it has
+    no per-pair correctness.
     """
     hparams, arch, adapt_kw = dict(hparams or {}), dict(arch or {}), dict(adapt_kw or {})
     rows, correct = [], {}
     grid = [(m, s, p) for m in methods for s in seeds for p in prefix_options if not (finetune and p)]
     for method, seed, prefix in tqdm(grid, desc=f"reward models [{task}]", disable=not progress):
-        rm = train(method, records, features, seed=seed, prefix_train=prefix, finetune=finetune, progress=False,
-                   **hparams, **arch.get(method, {}))
+        backbone = (features.backbone if isinstance(features, PairFeatures) else features.name) + \
+            ("+lora" if finetune else "")
+        name, t0 = model_name(method, backbone, seed, prefix), time.time()
+        row = {"task": task, "method": method, "backbone": backbone, "seed": seed, "prefix_train": prefix}
+        try:
+            rm = train(method, records, features, seed=seed, prefix_train=prefix, finetune=finetune, progress=False,
+                       task=task, **hparams, **arch.get(method, {}))
+        except FloatingPointError as e:
+            warnings.warn(f"reward model {task}/{name} skipped: {e}", stacklevel=2)
+            nan = float("nan")
+            rows.append(row | {"dir": "", **{f"{k}_{g}": nan for g in ("seen", "unseen") for k in ("rm_acc", "ci_lo", "ci_hi")},
+                               "n_seen": 0, "n_unseen": 0, "val_acc": nan, "best_epoch": None, "val_rule": None,
+                               "n_val": None, "lr": None, "degenerate": f"diverged: {e}",
+                               "train_seconds": round(time.time() - t0, 3)})
+            continue
         pf = features if finetune is None else PairFeatures.compute(rm.featurizer, records, progress=False)
         adapt_unseen(rm, records, pf, **adapt_kw)
         acc = rm_accuracy(rm, records, pf, n_resamples=n_resamples, seed=seed, return_pairs=True)
-        backbone = rm.backbone + ("+lora" if finetune else "")
         correct[(task, backbone, method, seed, prefix)] = {"seen": acc.pop("correct_seen"),
                                                            "unseen": acc.pop("correct_unseen")}
-        name = model_name(method, backbone, seed, prefix)
         rm.metrics |= acc
         rm.save(Path(out_root) / task / name)
-        rows.append({"task": task, "method": method, "backbone": backbone, "seed": seed, "prefix_train": prefix,
-                     "dir": f"{task}/{name}", **acc, "val_acc": rm.metrics.get("val_acc"),
-                     "best_epoch": rm.metrics.get("best_epoch"), "train_seconds": rm.metrics["train_seconds"]})
+        m = rm.metrics
+        rows.append(row | {"dir": f"{task}/{name}", **acc, "val_acc": m.get("val_acc"), "best_epoch": m.get("best_epoch"),
+                           "val_rule": m.get("val_rule"), "n_val": m.get("n_val"), "lr": rm.train_hparams.get("lr"),
+                           "degenerate": m.get("degenerate", ""), "train_seconds": m["train_seconds"]})
     return rows, correct
 
 
@@ -914,6 +1077,9 @@ def train_zoos(jobs: list[dict], n_jobs: int = 1, progress: bool = True):
 
         gen = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(_train_zoo_quiet)(job) for job in jobs)
         results = list(tqdm(gen, total=len(jobs), disable=not progress, desc=f"reward-model zoos ({n_jobs} processes)"))
+        for row in (r for rs, _ in results for r in rs if flagged(r["degenerate"])):  # workers' warnings are lost
+            warnings.warn(f"reward model {row['method']} (backbone {row['backbone']}, task {row['task']}, seed "
+                          f"{row['seed']}, prefix_train {row['prefix_train']}): {row['degenerate']}", stacklevel=2)
     rows, correct = [], {}
     for r, c in results:
         rows += r
@@ -923,20 +1089,31 @@ def train_zoos(jobs: list[dict], n_jobs: int = 1, progress: bool = True):
 
 def _train_zoo_quiet(job: dict):
     torch.set_num_threads(1)
-    return train_zoo(**job, progress=False)
+    with warnings.catch_warnings():  # train_zoos repeats the flagged rows' warnings in the parent
+        warnings.simplefilter("ignore")
+        return train_zoo(**job, progress=False)
+
+
+def flagged(reason) -> bool:
+    """Whether an index row's ``degenerate`` entry flags the model (a non-empty reason; CSV: NaN = "")."""
+    return isinstance(reason, str) and reason != ""
 
 
 def accuracy_table(index, correct, n_resamples: int = 2000, seed: int = 0):
-    """One row per (task, method, backbone, prefix_train): RM accuracy averaged over seeds, with a 95%
-    bootstrap CI over test pairs of the seed-averaged per-pair correctness, and mean training time."""
+    """One row per (task, method, backbone, prefix_train): RM accuracy averaged over its unflagged seeds
+    (``seeds`` of them; ``degenerate`` = how many seeds were flagged or skipped, see the index for
+    why; NaN accuracy when none is left), with a 95% bootstrap CI over test pairs of the seed-averaged
+    per-pair correctness, and mean training time."""
     import pandas as pd
 
     rows = []
     for key, g in index.groupby(["task", "method", "backbone", "prefix_train"], sort=False):
-        row = dict(zip(["task", "method", "backbone", "prefix_train"], key), seeds=len(g))
+        bad = g["degenerate"].map(flagged) if "degenerate" in g else pd.Series(False, index=g.index)
+        ok = g[~bad.astype(bool)]
+        row = dict(zip(["task", "method", "backbone", "prefix_train"], key), seeds=len(ok), degenerate=int(bad.sum()))
         for group in ("seen", "unseen"):
-            c = np.mean([correct[(r.task, r.backbone, r.method, r.seed, r.prefix_train)][group]
-                         for r in g.itertuples()], 0)
+            cs = [correct[(r.task, r.backbone, r.method, r.seed, r.prefix_train)][group] for r in ok.itertuples()]
+            c = np.mean(cs, 0) if cs else np.zeros(0)
             lo, hi = bootstrap_ci(c, n_resamples, seed)
             row |= {f"rm_acc_{group}": float(np.mean(c)) if np.size(c) else float("nan"), f"ci_lo_{group}": lo,
                     f"ci_hi_{group}": hi}

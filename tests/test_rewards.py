@@ -169,7 +169,7 @@ def test_nan_features_stop_with_clear_error(data):
     with pytest.raises(ValueError, match=r"non-finite features .*s0-3"):
         train("bt", recs, bad, progress=False)
     with pytest.raises(FloatingPointError, match="diverged|loss is"):
-        train("pal", recs, pf, progress=False, lr=1e4)
+        train("pal", recs, pf, progress=False, lr=1e4, retries=0)
 
 
 def test_mismatched_features_are_rejected(data, trained):
@@ -213,15 +213,15 @@ def test_score_prefixes_one_pass_equals_separate(tiny_feat):
     rm.featurizer = tiny_feat
     prompt, response = recs[0]["prompt"], "The quick brown fox, surprisingly, jumps over 12 lazy dogs."
     one = rm.score_prefixes(prompt, response, "user1")
-    p, r = tiny_feat._ids(prompt, response)
-    assert len(one) == len(r) > 5
+    p, r = tiny_feat._ids(prompt, response)  # r ends with the appended end-of-sequence token
+    assert r[-1] == tiny_feat.tok.eos_token_id and len(one) == len(r) - 1 > 5
     with torch.no_grad():
         sep = torch.stack([rm.head(tiny_feat.hidden([p + r[:t]])[0][0, -1], rm.user_index(["user1"]))[0]
                            for t in range(1, len(r) + 1)]).cpu()
-    torch.testing.assert_close(one, sep, rtol=1e-4, atol=1e-5 * float(sep.abs().max()))
-    # the last prefix is the full response, scored in a right-padded batch with other texts
+    torch.testing.assert_close(one, sep[:-1], rtol=1e-4, atol=1e-5 * float(sep.abs().max()))
+    # the full response is read at its end token, scored in a right-padded batch with other texts
     full = rm.score([prompt, "x", prompt], [response, "y", "z"], ["user1", "user0", "user2"])
-    torch.testing.assert_close(full[0], one[-1], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(full[0], sep[-1], rtol=1e-4, atol=1e-5)
 
 
 def test_prefix_features_come_from_the_same_forward(tiny_feat):
@@ -232,8 +232,11 @@ def test_prefix_features_come_from_the_same_forward(tiny_feat):
                                rtol=1e-4, atol=1e-5)
     frac = torch.rand(len(recs), 3, generator=torch.Generator().manual_seed(1))
     i = 5
-    one = tiny_feat.prefix_features(recs[i]["prompt"], recs[i]["rejected"])
+    one = tiny_feat.prefix_features(recs[i]["prompt"], recs[i]["rejected"])  # response tokens, not the end token
     torch.testing.assert_close(pf.prefix_rejected[i], one[R._cut(frac[i], len(one)) - 1], rtol=1e-4, atol=1e-5)
+    h = tiny_feat.pair_hidden([recs[i]["prompt"]], [[recs[i]["rejected"]]])[0][0]  # T + 1 states
+    assert len(h) == len(one) + 1
+    torch.testing.assert_close(pf.rejected[i], h[-1], rtol=1e-4, atol=1e-5)  # full = the end-token state
     rm = train("individual", recs, pf, prefix_train=True, progress=False, epochs=2)
     assert rm.train_hparams["prefix_train"] and rm.train_hparams["n_prefix"] == 3
 
@@ -287,7 +290,8 @@ def test_lora_finetuned_backbone_smoke(tmp_path, monkeypatch, tiny_feat):
     frozen = feat.features([recs[0]["prompt"]], [recs[0]["chosen"]]).clone()
     rm = train("user_embedding", recs, feat, finetune="lora", epochs=3, lr=1e-2, progress=False)
     assert rm.finetuned and not rm.shares_policy("tiny-llama")
-    assert len(rm.metrics["train_losses"]) == 3
+    assert len(rm.metrics["train_losses"]) == 3 and rm.metrics["val_rule"] == "fixed_epochs"
+    assert rm.metrics["degenerate"] == "" and float(rm.cal_sd) > 0 and rm.metrics["cal_mu"] == float(rm.cal_mu)
     tuned = rm.featurizer.features([recs[0]["prompt"]], [recs[0]["chosen"]])
     assert not torch.allclose(tuned, frozen)  # the LoRA adapters moved the features
     score = rm.score([recs[0]["prompt"]], [recs[0]["chosen"]], ["user0"])
