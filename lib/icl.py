@@ -3,14 +3,27 @@
 Follows the retrieval-augmented prompts of LaMP (Salemi et al. 2023, "LaMP: When Large Language
 Models Meet Personalization", Sec. 4 and the per-task prompt table): retrieve k profile items
 with BM25 (Robertson & Zaragoza 2009; the ``bm25s`` implementation), recency or random, render
-each with a per-task template, join them with ", and " and put the query instruction last. The
-paper under study reports that this kind of ICL beats every reward-guided method at >= 3B.
+each with the task's template, join them with ", and " and put the query (the LaMP input, with its
+instruction) last. The paper under study reports that this kind of ICL beats every reward-guided
+method at >= 3B.
+
+Prompts are LaMP's own, character for character: ``create_generation_news_prompt``,
+``create_generation_paper_prompt`` and ``create_parphrase_tweet_prompt`` of the reference code
+(github.com/LaMP-Benchmark/LaMP, ``LaMP/prompts/prompts.py``, commit de78cdb), trailing spaces
+included (:data:`TEMPLATES`)::
+
+    LaMP-4  "{title}" is the title for "{text}" , and ... . {input}
+    LaMP-5  "{title}" is a title for "{abstract}" , and ... . Following the given patterns {input}
+    LaMP-7  "{tweet}" , and ...  are written by a person. Following the given patterns {input}
+
+BM25 is queried, as in LaMP (``*_query_corpus_maker``), with the input *without its instruction*
+(the text after "article:", "paper:", or the first ":" for LaMP-7; :func:`retrieval_query`), over
+documents ``"{output} {source}"`` (LaMP-4/5: title and text/abstract) or the tweet alone (LaMP-7).
+LaMP's BM25 is ``rank_bm25.BM25Okapi`` on whitespace tokens; ours is ``bm25s`` with its own
+tokenizer (lower-cased words), a documented difference.
 
 Our documented choices (the paper's exact prompt is not public):
 
-* Templates (:data:`TEMPLATES`): LaMP-4/5 ``"{output}" is the title for "{source}"`` joined by
-  ", and ", then ``". {query}"``; LaMP-7 ``"{output}"`` items followed by
-  ``" are written by this user. {query}"``.
 * The whole user message goes through :func:`lib.models.prompt_text` (the policy's chat
   template where it has one), exactly like the base policy and RGD prompts.
 * Token budget ``max_tokens`` on the final prompt text. Like LaMP, each example's *source* is
@@ -20,6 +33,7 @@ Our documented choices (the paper's exact prompt is not public):
 * Recency: items sorted by ``date`` when every item has one, else the profile order is taken as
   chronological (most recent last).
 * An empty profile (k > 0) gives the zero-shot prompt with a warning.
+* An input without the task's keyword is used whole as the retrieval query (LaMP would fail).
 """
 from __future__ import annotations
 
@@ -39,14 +53,20 @@ RETRIEVERS = ("bm25", "recency", "random")
 class Template:
     item: str  # format with {output} and {source}
     wrap: str  # format with {examples} and {query}
+    query_after: str  # the retrieval query is the input after this keyword (LaMP's extract_after_*)
+    doc: str  # format with {output} and {source}: the text BM25 indexes for a profile item
     join: str = ", and "
 
 
-_TITLE = Template('"{output}" is the title for "{source}"', "{examples}. {query}")
+# LaMP-Benchmark/LaMP, LaMP/prompts/prompts.py (commit de78cdb): create_generation_news_prompt,
+# create_generation_paper_prompt, create_parphrase_tweet_prompt and the *_query_corpus_maker functions
+# with LaMP/prompts/utils.py extract_after_article / extract_after_paper / extract_after_colon.
 TEMPLATES = {
-    "LaMP-4": _TITLE,
-    "LaMP-5": _TITLE,
-    "LaMP-7": Template('"{output}"', "{examples} are written by this user. {query}"),
+    "LaMP-4": Template('"{output}" is the title for "{source}" ', "{examples}. {query}", "article:", "{output} {source}"),
+    "LaMP-5": Template('"{output}" is a title for "{source}" ', "{examples}. Following the given patterns {query}",
+                       "paper:", "{output} {source}"),
+    "LaMP-7": Template('"{output}" ', "{examples} are written by a person. Following the given patterns {query}",
+                       ":", "{output}"),
 }
 
 
@@ -74,7 +94,16 @@ def _check_query(q: dict) -> None:
             raise KeyError(f"icl: query {q['query_id']!r}: profile item {i} needs 'id' and 'output'")
 
 
-def retrieve(query: dict, k: int, method: str = "bm25", seed: int = 0) -> list[dict]:
+def retrieval_query(task: str, prompt: str) -> str:
+    """The LaMP input without its instruction: the text after the task's keyword ("article:",
+    "paper:", the first ":" for LaMP-7), stripped, as LaMP queries its retriever; the whole input if
+    the keyword is absent."""
+    key = template(task).query_after
+    i = prompt.find(key)
+    return prompt if i < 0 else prompt[i + len(key):].strip()
+
+
+def retrieve(query: dict, k: int, method: str = "bm25", seed: int = 0, task: str | None = None) -> list[dict]:
     """The ``k`` profile items of ``query`` most relevant first (deterministic for a seed)."""
     _check_query(query)
     prof = list(query["profile"])
@@ -86,9 +115,11 @@ def retrieve(query: dict, k: int, method: str = "bm25", seed: int = 0) -> list[d
         import bm25s
 
         logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
-        docs = bm25s.tokenize([f"{it.get('source', '')} {it['output']}" for it in prof],
+        t = template(task or query.get("task"))
+        docs = bm25s.tokenize([t.doc.format(output=it["output"], source=it.get("source", "")) for it in prof],
                               return_ids=False, show_progress=False)
-        qt = bm25s.tokenize([query["prompt"]], return_ids=False, show_progress=False)[0]
+        qtext = retrieval_query(task or query.get("task"), query["prompt"])
+        qt = bm25s.tokenize([qtext], return_ids=False, show_progress=False)[0]
         if any(docs) and qt:
             r = bm25s.BM25()
             r.index(docs, show_progress=False)
@@ -110,7 +141,11 @@ def retrieve(query: dict, k: int, method: str = "bm25", seed: int = 0) -> list[d
 
 
 def render(task: str, examples: list[dict], query: str) -> str:
-    """The user message: templated examples joined LaMP-style, then the query (zero-shot if none)."""
+    """The user message: templated examples joined LaMP-style, then the query (zero-shot if none).
+
+    Exactly LaMP's strings (see :data:`TEMPLATES`): e.g. LaMP-4 with two examples gives
+    ``'"T1" is the title for "a1" , and "T2" is the title for "a2" . <input>'``.
+    """
     if not examples:
         return query
     t = template(task)
@@ -140,7 +175,7 @@ def build_prompt(query: dict, tok, k: int, retriever: str = "bm25", max_tokens: 
                f"{max_tokens}; using the zero-shot prompt (the query is never truncated)")
         warnings.warn(msg, stacklevel=2)
         return ICLPrompt(zero, zero_text, 0, [], msg)
-    items = retrieve(query, k, retriever, seed)
+    items = retrieve(query, k, retriever, seed, task=task)
     if k > 0 and not query["profile"]:
         msg = f"icl: user {query.get('user')!r} query {query.get('query_id')!r} has an empty profile: zero-shot"
         warnings.warn(msg, stacklevel=2)

@@ -1,23 +1,40 @@
 """Pref-LaMP: preference pairs built from LaMP, with each user's real output as ground truth.
 
-:func:`build` is a pure function of (LaMP data, rejected-response generator, parameters, seed).
+:func:`build` is a pure function of (LaMP data, policy generator, parameters, seed).
 
 Per user (a user is a LaMP profile: real LaMP gives every question its own profile, the synthetic
 corpus gives several questions one profile, and questions are grouped by their profile's ids):
 
 * **pairs** from the profile: prompt = the task's LaMP instruction applied to the profile item's
-  source (article, abstract; for LaMP-7, whose profile holds only the user's tweets, a normalised
-  version of the tweet, see :func:`lamp7_source`), chosen = the user's own output, rejected = a
-  non-personalised output for the same prompt: by default the base policy's zero-shot greedy
-  generation (``rejected="policy"``), or another user's output for the most similar source
-  (``rejected="other_user"``, BM25). Pairs whose rejected equals the chosen are dropped (counted).
+  source (article, abstract), chosen = the user's own output, rejected = a non-personalised output
+  for the same prompt (see below). Pairs whose rejected equals the chosen are dropped (counted in
+  ``pairs_dropped_identical``).
+* **LaMP-7** profiles hold only the user's tweets, so the input of a profile pair is a *paraphrase of
+  the tweet by the base policy* (the generator, prompted with LaMP-7's own instruction
+  ``"Paraphrase the following tweet without any explanation before or after it: " + tweet``), as
+  LaMP built its own LaMP-7 inputs with a model paraphrase; the pair prompt is the LaMP-7 instruction
+  applied to that paraphrase. The input must not give the answer away: a paraphrase that is empty,
+  equals the tweet (case- and space-insensitively) or contains the whole tweet is asked for once more
+  with a fallback instruction (third-person description, :data:`PARAPHRASE_INSTRUCTIONS`, parameter
+  ``paraphrase_instructions``); if that leaks too, the pair is dropped with a warning and counted in
+  ``pairs_dropped_leak``. Paraphrases go through the same cached generator
+  as the rejected responses (cache key: model, max_new_tokens, greedy; one JSONL cache under the data
+  cache), so a LaMP-7 build needs the generator whatever ``rejected`` is. The queries' LaMP-7 profile
+  items carry an empty ``source`` (LaMP-7 profiles have none).
+* **rejected** constructions: ``"policy"`` (the default, real data): the base policy's zero-shot
+  greedy output; ``"other_user"``: another user's output for the most similar source (BM25): a test
+  of topical relevance more than of personalisation; ``"other_rule"`` (synthetic corpus only, the
+  smoke default): the *same facts* rendered under the rule of another user (a seeded choice among
+  the other users whose rendering differs from the chosen and does not follow this user's rule), the
+  clean contrast "same content, someone else's style". It reads the facts the synthetic writer keeps
+  in ``facts.json``.
 * **queries**: the user's held-out LaMP questions, with the user's real output as the reference and
   the profile for ICL.
 * users are split into *seen* (their train pairs train reward models) and *unseen* (only a few-shot
   adaptation); each user's pairs are split into train/test.
 
-Rejected generations are cached per prompt in a JSONL file that grows batch by batch, so an
-interrupted build resumes where it stopped; the output folder itself is written atomically.
+Generations are cached per prompt in a JSONL file that grows batch by batch, so an interrupted
+build resumes where it stopped; the output folder itself is written atomically.
 """
 from __future__ import annotations
 
@@ -33,20 +50,25 @@ from .io import atomic_dir, read_jsonl, sha256_file, sha256_text, write_json, wr
 
 DEFAULTS = dict(tasks=("LaMP-4", "LaMP-5", "LaMP-7"), split="dev", max_users=None, max_pairs_per_user=12,
                 min_profile=4, unseen_frac=0.25, test_frac=0.25, rejected="policy", max_source_chars=1200,
-                seed=0)
+                paraphrase_instructions=None, seed=0)
+REJECTED = ("policy", "other_user", "other_rule")
+# How the base policy is asked for the paraphrase that becomes a LaMP-7 pair input: LaMP-7's own
+# instruction first; a tweet whose paraphrase leaks (see paraphrase_leaks) is asked once more with the
+# next instruction (a small policy often copies a tweet that differs from its own output only by case or
+# punctuation); a pair is dropped only when every instruction leaks.
+PARAPHRASE_INSTRUCTIONS = (lamp.TASKS["LaMP-7"].instruction,
+                           "Describe what happened in the following tweet in the third person, in one sentence: ")
 
 
-def lamp7_source(tweet: str) -> str:
-    """A neutral stand-in for the unknown source of a LaMP-7 profile tweet.
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
 
-    Documented choice: LaMP-7 profiles hold only the user's own tweets, so the paraphrase input of a
-    profile pair is the tweet with its personal surface style removed: hashtags, @mentions and URLs
-    dropped, trailing !/? turned into a full stop, case normalised to sentence case.
-    """
-    t = re.sub(r"(https?://\S+|[@#]\w+)", "", tweet)
-    t = re.sub(r"[!?]+\s*$", ".", t.strip())
-    t = re.sub(r"\s+", " ", t).strip()
-    return t[:1].upper() + t[1:].lower() if t else t
+
+def paraphrase_leaks(paraphrase: str, tweet: str) -> bool:
+    """Whether a paraphrase would give its tweet away: empty, equal to it or containing all of it
+    (case- and space-insensitively)."""
+    para, tw = _norm(paraphrase), _norm(tweet)
+    return not para or para == tw or (bool(tw) and tw in para)
 
 
 def clean_generation(text: str) -> str:
@@ -58,9 +80,10 @@ def clean_generation(text: str) -> str:
 
 
 def profile_item(task: str, item: dict, max_chars: int) -> dict:
+    """``{id, source, output}`` of a LaMP profile item; LaMP-7 items have no source (empty)."""
     spec = lamp.task_spec(task)
     out = item[spec.output_field].strip()
-    src = item[spec.source_field] if spec.source_field else lamp7_source(out)
+    src = item[spec.source_field] if spec.source_field else ""
     return {"id": item["id"], "source": src.strip()[:max_chars], "output": out}
 
 
@@ -133,7 +156,8 @@ def cached_generator(generate_batch: Callable[[list[str]], list[str]], cache_pat
 
 def policy_generator(model_name: str = "smollm2-135m", max_new_tokens: int = 24, batch_size: int = 16,
                      cache_path: str | Path | None = None, device=None) -> Callable[[list[str]], list[str]]:
-    """A rejected-response generator: the base policy's zero-shot greedy output, cached and resumable.
+    """The base policy's zero-shot greedy output, cached and resumable: the rejected responses of
+    ``rejected="policy"`` and the LaMP-7 paraphrases (one generator, one model load, one cache).
 
     The model is loaded only if some batch is not cached yet.
     """
@@ -147,7 +171,7 @@ def policy_generator(model_name: str = "smollm2-135m", max_new_tokens: int = 24,
         return models.greedy_generate(state["model"], state["tok"], prompts, max_new_tokens, batch_size=len(prompts))
 
     gen = cached_generator(batch, cache_path, f"{model_name}|{max_new_tokens}|greedy", batch_size,
-                           desc=f"rejected[{model_name}]")
+                           desc=f"policy[{model_name}]")
     gen.description = f"{model_name} zero-shot greedy, max_new_tokens={max_new_tokens}"
     return gen
 
@@ -171,12 +195,59 @@ def _other_user_rejected(items_by_user: dict[str, list[dict]], seed: int) -> dic
     return out
 
 
-def build_task(questions: list[dict], task: str, generator, params: dict) -> tuple[list[dict], list[dict], dict]:
-    """Pairs, queries and counts of one task (pure: no file I/O beyond the generator's cache)."""
+def _other_rule_rejected(chosen_items: dict[str, list[dict]], rule_of_user: dict[str, str], facts: dict,
+                         task: str, seed: int) -> dict[tuple, str | None]:
+    """(user, item id) -> the item's facts rendered under another user's rule (None: no such rendering).
+
+    The other user is a seeded choice (per task, user, item and seed) among the users whose rule
+    renders these facts differently from the chosen output and not in a way that follows this user's
+    own rule; if none qualifies, among those whose rendering merely differs from the chosen.
+    """
+    from . import synthetic
+
+    out = {}
+    users = sorted(rule_of_user)
+    for u, items in chosen_items.items():
+        own = rule_of_user[u]
+        if not own:
+            raise ValueError(f"rejected='other_rule': user {u!r} of {task} has no rule (not a synthetic corpus?)")
+        for it in items:
+            if it["id"] not in facts:
+                raise ValueError(f"rejected='other_rule': no facts for profile item {it['id']!r} of {task} in "
+                                 "facts.json: regenerate the synthetic corpus")
+            f = facts[it["id"]]
+            cands = [(v, synthetic.apply_rule(rule_of_user[v], f)) for v in users if v != u and rule_of_user[v] != own]
+            cands = [(v, r) for v, r in cands if _norm(r) != _norm(it["output"])]
+            strict = [(v, r) for v, r in cands if not synthetic.follows_rule(own, r)]
+            pool = strict or cands
+            rng = random.Random(f"{task}-{u}-{it['id']}-{seed}")
+            out[(u, it["id"])] = rng.choice(pool)[1] if pool else None
+    return out
+
+
+def build_task(questions: list[dict], task: str, generator, params: dict, facts: dict | None = None,
+               paraphraser=None) -> tuple[list[dict], list[dict], dict]:
+    """Pairs, queries and counts of one task (pure: no file I/O beyond the generators' cache).
+
+    ``generator`` makes the rejected responses (``rejected="policy"``); ``paraphraser`` (default:
+    ``generator``) the LaMP-7 pair inputs; ``facts`` (id -> facts, synthetic corpus) feeds
+    ``rejected="other_rule"``.
+    """
     p = {**DEFAULTS, **params}
+    if p["rejected"] not in REJECTED:
+        raise ValueError(f"rejected must be one of {REJECTED}, got {p['rejected']!r}")
+    paraphraser = paraphraser or generator
+    if task == "LaMP-7" and paraphraser is None:
+        raise ValueError("LaMP-7 pair inputs are paraphrases of the tweets by the base policy: pass a generator "
+                         f"(see policy_generator) also when rejected={p['rejected']!r}")
+    if p["rejected"] == "policy" and generator is None:
+        raise ValueError("rejected='policy' needs a generator (see policy_generator)")
+    if p["rejected"] == "other_rule" and facts is None:
+        raise ValueError("rejected='other_rule' needs the facts of the synthetic corpus (facts.json)")
     rng = random.Random(f"{task}-{p['seed']}")
     users = group_users(questions)
-    counts = {"users_in_lamp": len(users), "users_skipped_small_profile": 0, "pairs_dropped_identical": 0}
+    counts = {"users_in_lamp": len(users), "users_skipped_small_profile": 0, "pairs_dropped_identical": 0,
+              "pairs_dropped_leak": 0}
     uids = sorted(users)
     small = [u for u in uids if len(users[u][0]["profile"]) < p["min_profile"]]
     if small:
@@ -193,26 +264,51 @@ def build_task(questions: list[dict], task: str, generator, params: dict) -> tup
     items = {}
     for u in sorted(uids):
         prof = [profile_item(task, it, p["max_source_chars"]) for it in users[u][0]["profile"]]
-        prof = [it for it in prof if it["output"] and it["source"]]
+        prof = [it for it in prof if it["output"] and (it["source"] or not spec.source_field)]
         items[u] = sorted(prof, key=lambda it: it["id"])
     chosen_items = {u: random.Random(f"{task}-{u}-{p['seed']}").sample(items[u], min(len(items[u]), p["max_pairs_per_user"]))
                     for u in sorted(uids)}
-    prompts = {(u, it["id"]): spec.instruction + it["source"] for u in chosen_items for it in chosen_items[u]}
+    if spec.source_field:
+        source = {(u, it["id"]): it["source"] for u in chosen_items for it in chosen_items[u]}
+    else:  # LaMP-7: the input is the base policy's paraphrase of the tweet, never the tweet itself
+        keys = sorted((u, it["id"]) for u in chosen_items for it in chosen_items[u])
+        tweet = {(u, it["id"]): it["output"] for u in chosen_items for it in chosen_items[u]}
+        source, todo = {}, keys
+        for instruction in p["paraphrase_instructions"] or PARAPHRASE_INSTRUCTIONS:
+            if not todo:
+                break
+            paras = paraphraser([instruction + tweet[k] for k in todo])
+            source.update({k: para.strip()[: p["max_source_chars"]] for k, para in zip(todo, paras)
+                           if not paraphrase_leaks(para, tweet[k])})
+            todo = [k for k in todo if k not in source]
+        counts["pairs_dropped_leak"] = len(todo)
+        if counts["pairs_dropped_leak"]:
+            warnings.warn(f"{task}: {counts['pairs_dropped_leak']} of {len(keys)} profile pairs dropped: the "
+                          "paraphrase of the tweet was empty, equal to it or contained it (the input would give "
+                          "the answer away), whatever the instruction (see PARAPHRASE_INSTRUCTIONS)")
+        chosen_items = {u: [it for it in its if (u, it["id"]) in source] for u, its in chosen_items.items()}
+        empty = sorted(u for u, its in chosen_items.items() if not its)
+        if empty:
+            warnings.warn(f"{task}: users {empty} have no profile pair left after the leak guard")
+    prompts = {k: spec.instruction + src for k, src in source.items()}
     if p["rejected"] == "policy":
         keys = sorted(prompts)
         gens = generator([prompts[k] for k in keys])
         rejected = dict(zip(keys, gens))
     elif p["rejected"] == "other_user":
-        rejected = _other_user_rejected(items, p["seed"])
+        with_source = {u: [{**it, "source": source[(u, it["id"])]} for it in chosen_items[u]]
+                       for u in chosen_items} if not spec.source_field else items
+        rejected = _other_user_rejected(with_source, p["seed"])
     else:
-        raise ValueError(f"rejected must be 'policy' or 'other_user', got {p['rejected']!r}")
+        rule_of_user = {u: users[u][0].get("rule") for u in uids}
+        rejected = _other_rule_rejected(chosen_items, rule_of_user, facts, task, p["seed"])
     pairs, queries = [], []
     for u in sorted(uids):
         sel = chosen_items[u]
         n_test = max(1, round(len(sel) * p["test_frac"]))
         for j, it in enumerate(sel):
             rej = rejected[(u, it["id"])]
-            if rej.strip() == it["output"].strip() or not rej.strip():
+            if not rej or not rej.strip() or _norm(rej) == _norm(it["output"]):
                 counts["pairs_dropped_identical"] += 1
                 continue
             pairs.append({"pair_id": f"{task}/{u}/{it['id']}", "task": task, "user": u, "user_group": group[u],
@@ -236,23 +332,42 @@ def _display_path(path) -> str:
     return str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
 
 
-def build(lamp_root, out_dir, generator=None, corpus: str = "lamp", **params) -> dict:
+def build(lamp_root, out_dir, generator=None, corpus: str = "lamp", paraphraser=None, **params) -> dict:
     """Build Pref-LaMP from a LaMP folder into ``out_dir`` (written atomically); return the manifest.
 
     ``corpus`` names what ``lamp_root`` holds ("lamp" downloaded, "synthetic" generated); it is
-    recorded in the manifest so a smoke build can never pass for a real one.
+    recorded in the manifest so a smoke build can never pass for a real one. ``generator`` (the base
+    policy, :func:`policy_generator`) makes the rejected responses of ``rejected="policy"`` and, as
+    ``paraphraser`` unless one is given, the LaMP-7 pair inputs: LaMP-7 needs it whatever ``rejected``
+    is. ``rejected="other_rule"`` needs ``corpus="synthetic"`` (it reads ``facts.json``).
     """
     p = {**DEFAULTS, **params}
-    rules = {}
+    if p["rejected"] not in REJECTED:
+        raise ValueError(f"rejected must be one of {REJECTED}, got {p['rejected']!r}")
+    if p["rejected"] == "other_rule" and corpus != "synthetic":
+        raise ValueError(f"rejected='other_rule' renders the same facts under another user's rule: it needs "
+                         f"corpus='synthetic' (users with known rules and facts), got corpus={corpus!r}; "
+                         "use rejected='policy' on real LaMP")
+    if p["rejected"] == "policy" and generator is None:
+        raise ValueError("rejected='policy' needs a generator (see policy_generator)")
+    paraphraser = paraphraser or generator
+    if "LaMP-7" in p["tasks"] and paraphraser is None:
+        raise ValueError("LaMP-7 is among the tasks: its pair inputs are paraphrases of the tweets by the base "
+                         f"policy, so build() needs a generator (see policy_generator) also when "
+                         f"rejected={p['rejected']!r}")
+    rules, facts = {}, {}
     rules_file = Path(lamp_root) / "rules.json"
     if corpus == "synthetic":
         if not rules_file.exists():
             raise FileNotFoundError(f"{rules_file} missing: a synthetic corpus must carry its users' rules")
         rules = json.loads(rules_file.read_text())["rules"]
-    if p["rejected"] == "policy" and generator is None:
-        raise ValueError("rejected='policy' needs a generator (see policy_generator)")
+        if p["rejected"] == "other_rule":
+            from . import synthetic
+
+            facts = synthetic.load_facts(lamp_root)
     manifest = {"corpus": corpus, "lamp_root": _display_path(lamp_root), "params": {**p, "tasks": list(p["tasks"])},
                 "generator": getattr(generator, "description", None) if p["rejected"] == "policy" else None,
+                "paraphraser": getattr(paraphraser, "description", None) if "LaMP-7" in p["tasks"] else None,
                 "inputs": {}, "tasks": {}, "files": {}}
     with atomic_dir(out_dir) as tmp:
         for task in p["tasks"]:
@@ -262,12 +377,16 @@ def build(lamp_root, out_dir, generator=None, corpus: str = "lamp", **params) ->
                 manifest["inputs"][str(f.relative_to(lamp_root))] = sha256_file(f)
             task_rules = rules.get(f"{task}/{p['split']}", {})
             questions = [{**q, "rule": task_rules.get(q["id"])} for q in questions]
-            pairs, queries, counts = build_task(questions, task, generator, p)
+            task_facts = facts.get(f"{task}/{p['split']}", {}) if p["rejected"] == "other_rule" else None
+            pairs, queries, counts = build_task(questions, task, generator, p, facts=task_facts,
+                                                paraphraser=paraphraser)
             write_jsonl(tmp / task / "pairs.jsonl", pairs)
             write_jsonl(tmp / task / "queries.jsonl", queries)
             manifest["tasks"][task] = counts
             for name in ("pairs.jsonl", "queries.jsonl"):
                 manifest["files"][f"{task}/{name}"] = sha256_file(tmp / task / name)
+        if p["rejected"] == "other_rule":
+            manifest["inputs"]["facts.json"] = sha256_file(Path(lamp_root) / "facts.json")
         write_json(tmp / "manifest.json", manifest)
     return manifest
 

@@ -17,9 +17,17 @@ A user = one latent rule applied to a neutral base output built from the same fa
 source text. Rules (documented in :data:`RULES`): question, colon, lowercase, number, short,
 vocab:<word>, exclaim, hashtag. LaMP gives each question its own profile; here every user has
 ``queries_per_user`` questions that share one profile (the loader groups them back by profile).
+
+No leaks (tested): a source text words its facts differently from every rule's output, so no
+output is a substring of its own input (for LaMP-7 the input is a neutral rewording of the tweet,
+as LaMP-7's inputs are model paraphrases); and a question's gold output never appears among its own
+user's profile outputs (profile items are redrawn until they differ from the held-out outputs).
+Besides ``rules.json`` the writer keeps ``facts.json`` (the facts of every profile item and question),
+so Pref-LaMP can render the same facts under another user's rule (``rejected="other_rule"``).
 """
 from __future__ import annotations
 
+import json
 import random
 import re
 from pathlib import Path
@@ -57,22 +65,36 @@ METHODS = [("transformers", "transformer models"), ("graphs", "graph neural netw
            ("retrieval", "retrieval augmentation"), ("pruning", "structured pruning"), ("distillation", "knowledge distillation")]
 PROBLEMS = ["protein folding", "traffic forecasting", "machine translation", "image segmentation",
             "drug discovery", "speech recognition", "code generation", "weather prediction", "recommendation"]
-FEELINGS = [("coffee", "had a great coffee with friends this morning"), ("rain", "got caught in the rain on the way home"),
-            ("gym", "finished a long workout at the gym"), ("concert", "saw an amazing concert last night"),
-            ("exam", "passed the exam after weeks of study"), ("bus", "waited an hour for the bus again"),
-            ("garden", "planted tomatoes in the garden today"), ("movie", "watched an old movie with my family"),
-            ("cat", "my cat knocked everything off the desk"), ("beach", "spent the whole afternoon at the beach")]
+# LaMP-7 tweets: (topic, first-person activity, a neutral rewording of it) x (when, its rewording). The
+# query input is the rewording (LaMP-7's own inputs are model paraphrases of the user's tweets), so no
+# rule's output is contained in it.
+ACTIVITIES = [("coffee", "had a great coffee with friends", "enjoyed a coffee in good company"),
+              ("rain", "got caught in the rain on the way home", "was soaked by a downpour while walking back"),
+              ("gym", "finished a long workout at the gym", "completed a lengthy training session"),
+              ("concert", "saw an amazing concert", "attended a fantastic live show"),
+              ("exam", "passed the exam after weeks of study", "cleared the test following a long stretch of revision"),
+              ("bus", "waited an hour for the bus again", "spent sixty minutes at the stop once more"),
+              ("garden", "planted tomatoes in the garden", "put tomato seedlings in the soil"),
+              ("movie", "watched an old movie with my family", "enjoyed a classic film with relatives"),
+              ("cat", "my cat knocked everything off the desk", "the family pet swept the desk clean"),
+              ("beach", "spent hours at the beach", "passed a long stretch by the sea")]
+WHENS = [("this morning", "early in the day"), ("last night", "in the evening yesterday"), ("today", "earlier on"),
+         ("on Saturday", "at the weekend"), ("after work", "once the working day was over"),
+         ("yesterday", "the day before")]
 FILLER = ["Officials said more details would follow next week.", "The decision followed months of debate.",
           "Residents had mixed reactions.", "Critics questioned the cost.", "Supporters welcomed the news.",
           "A public meeting is planned for next month.", "The plan still needs final approval."]
 
 
 def _facts(task: str, rng: random.Random) -> dict:
+    """Facts of one item: the neutral ``base`` output, the ``source`` text (article, abstract, or the
+    tweet's neutral rewording), the ``topic`` and a number ``n``. No rule's output is a substring of the
+    source (case-insensitively): the source words the same facts differently (tested)."""
     if task == "LaMP-4":
         subj, (v3, v1), (topic, obj), place = (rng.choice(SUBJECTS), rng.choice(VERBS), rng.choice(OBJECTS),
                                                 rng.choice(PLACES))
         base = f"{subj[0].upper()}{subj[1:]} {v3} {obj} {place}"
-        source = " ".join([f"{subj[0].upper()}{subj[1:]} {v3} {obj} {place}, according to a statement on Monday.",
+        source = " ".join([f"In a statement on Monday, {subj} said it would {v1} {obj} {place}.",
                            f"The move affects about {rng.randint(2, 90)} hundred people."] + rng.sample(FILLER, 3))
     elif task == "LaMP-5":
         (topic, meth), prob, gain = rng.choice(METHODS), rng.choice(PROBLEMS), rng.randint(3, 40)
@@ -81,10 +103,10 @@ def _facts(task: str, rng: random.Random) -> dict:
                   f"{meth} that is simple to train. Experiments on three benchmarks show a {gain} percent "
                   f"improvement over strong baselines. We release our code.")
     elif task == "LaMP-7":
-        topic, what = rng.choice(FEELINGS)
-        base = f"I {what}" if not what.startswith("my") else what[0].upper() + what[1:]
+        (topic, what, reworded), (when, when_reworded) = rng.choice(ACTIVITIES), rng.choice(WHENS)
+        base = f"{what} {when}" if what.startswith("my ") else f"I {what} {when}"
         base = base[0].upper() + base[1:]
-        source = base + " and wanted to share it with everyone"
+        source = f"{reworded[0].upper()}{reworded[1:]} {when_reworded}"
     else:
         raise ValueError(f"unknown task {task!r}; synthetic tasks: LaMP-4, LaMP-5, LaMP-7")
     return {"topic": topic, "base": base, "source": source, "n": rng.randint(2, 9)}
@@ -158,43 +180,81 @@ def _profile_item(task: str, pid: str, facts: dict, rule: str) -> dict:
     return {"id": pid, "text": out}
 
 
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
 def generate_task(task: str, n_users: int, profile_size: int, queries_per_user: int, seed: int,
-                  id_prefix: str = "0"):
-    """(questions, outputs, rules) for one task, in the LaMP layout."""
+                  id_prefix: str = "0", max_tries: int = 1000):
+    """(questions, outputs, rules, facts) for one task, in the LaMP layout (``facts``: item or question
+    id -> the facts it was rendered from).
+
+    A user's held-out questions are drawn first; then each profile item is redrawn until its output
+    differs (case- and space-insensitively) from every held-out gold output of that user, so a query's
+    answer never sits in its own user's profile. A pure function of the arguments.
+    """
     from .lamp import TASKS
 
     rng = random.Random(f"{task}-{seed}")
     rules = user_rules(n_users, rng)
-    questions, golds, rule_of = [], [], {}
+    questions, golds, rule_of, facts_of = [], [], {}, {}
     num = TASKS[task].num
     for u, rule in enumerate(rules):
         uid = f"{num}{id_prefix}{u:03d}"
-        profile = [_profile_item(task, f"{uid}p{j:03d}", _facts(task, rng), rule) for j in range(profile_size)]
-        for q in range(queries_per_user):
-            facts = _facts(task, rng)
+        qfacts = [_facts(task, rng) for _ in range(queries_per_user)]
+        held_out = {_norm(apply_rule(rule, f)) for f in qfacts}
+        profile = []
+        for j in range(profile_size):
+            for _ in range(max_tries):
+                facts = _facts(task, rng)
+                if _norm(apply_rule(rule, facts)) not in held_out:
+                    break
+            else:
+                raise RuntimeError(f"{task}: no profile item for rule {rule!r} differs from the held-out outputs "
+                                   f"after {max_tries} draws")
+            pid = f"{uid}p{j:03d}"
+            profile.append(_profile_item(task, pid, facts, rule))
+            facts_of[pid] = facts
+        for q, facts in enumerate(qfacts):
             qid = f"{uid}q{q}"
             questions.append({"id": qid, "input": TASKS[task].instruction + facts["source"], "profile": profile})
             golds.append({"id": qid, "output": apply_rule(rule, facts)})
             rule_of[qid] = rule
-    return questions, {"task": TASKS[task].lamp_name, "golds": golds}, rule_of
+            facts_of[qid] = facts
+    return questions, {"task": TASKS[task].lamp_name, "golds": golds}, rule_of, facts_of
 
 
 def write_synthetic_lamp(root: str | Path, tasks=("LaMP-4", "LaMP-5", "LaMP-7"), n_users: int = 10,
                          profile_size: int = 12, queries_per_user: int = 2, seed: int = 0,
                          splits=("train", "dev")) -> Path:
-    """Write a synthetic LaMP corpus under ``root`` (same layout as the download) plus rules.json.
+    """Write a synthetic LaMP corpus under ``root`` (same layout as the download) plus two side files
+    that the LaMP loader ignores: ``rules.json`` (question id -> the user's rule, per ``task/split``)
+    and ``facts.json`` (profile item or question id -> its facts, per ``task/split``; what
+    ``rejected="other_rule"`` re-renders under another user's rule).
 
     Deterministic per seed: the same arguments give the same bytes.
     """
     from .lamp import file_path
 
     root = Path(root)
-    all_rules = {}
+    all_rules, all_facts = {}, {}
     for task in tasks:
         for si, split in enumerate(splits):
-            q, o, rules = generate_task(task, n_users, profile_size, queries_per_user, seed * 1000 + si, str(si))
+            q, o, rules, facts = generate_task(task, n_users, profile_size, queries_per_user, seed * 1000 + si,
+                                               str(si))
             write_json(file_path(root, task, split, "questions"), q)
             write_json(file_path(root, task, split, "outputs"), o)
             all_rules[f"{task}/{split}"] = rules
+            all_facts[f"{task}/{split}"] = facts
     write_json(root / "rules.json", {"seed": seed, "rules": all_rules, "descriptions": RULES})
+    write_json(root / "facts.json", {"seed": seed, "facts": all_facts})
     return root
+
+
+def load_facts(root: str | Path) -> dict:
+    """``task/split`` -> id -> facts, from a synthetic corpus's ``facts.json``."""
+    f = Path(root) / "facts.json"
+    if not f.exists():
+        raise FileNotFoundError(f"{f} missing: regenerate the synthetic corpus (write_synthetic_lamp) to get "
+                                "the facts that rejected='other_rule' re-renders")
+    return json.loads(f.read_text(encoding="utf-8"))["facts"]

@@ -52,11 +52,42 @@ def test_k0_is_the_base_prompt_without_warning(tok):
 
 
 def test_lamp_templates(tok):
+    """LaMP's own strings (LaMP-Benchmark/LaMP LaMP/prompts/prompts.py), written out by hand, trailing spaces included."""
     ex = [{"id": "1", "source": "text one", "output": "Title One"}, {"id": "2", "source": "t2", "output": "T2"}]
-    assert icl.render("LaMP-4", ex, "Q") == '"Title One" is the title for "text one", and "T2" is the title for "t2". Q'
-    assert icl.render("LaMP-7", ex, "Q") == '"Title One", and "T2" are written by this user. Q'
+    assert icl.render("LaMP-4", ex, "Q") == '"Title One" is the title for "text one" , and "T2" is the title for "t2" . Q'
+    assert icl.render("LaMP-5", ex, "Q") == ('"Title One" is a title for "text one" , and "T2" is a title for "t2" . '
+                                             'Following the given patterns Q')
+    assert icl.render("LaMP-7", ex, "Q") == ('"Title One" , and "T2"  are written by a person. '
+                                             'Following the given patterns Q')
+    assert icl.render("LaMP-4", ex[:1], "Generate a headline for the following article: A B") == \
+        '"Title One" is the title for "text one" . Generate a headline for the following article: A B'
+    assert icl.render("LaMP-7", [], "Q") == "Q"  # zero-shot: the input alone
     with pytest.raises(KeyError, match="LaMP-9"):
         icl.render("LaMP-9", ex, "Q")
+
+
+def test_retrieval_query_drops_the_instruction():
+    assert icl.retrieval_query("LaMP-4", "Generate a headline for the following article: Stocks fall. Why: rates") \
+        == "Stocks fall. Why: rates"
+    assert icl.retrieval_query("LaMP-5", "Generate a title for the following abstract of a paper: We study x: y") \
+        == "We study x: y"
+    assert icl.retrieval_query("LaMP-7", "Paraphrase the following tweet without any explanation before or after "
+                                         "it: so tired: again") == "so tired: again"
+    assert icl.retrieval_query("LaMP-4", "no keyword here") == "no keyword here"
+
+
+def test_bm25_ignores_the_instruction_words():
+    """An item that shares only the instruction's words must not outrank one that shares the content."""
+    prof = [{"id": "instr", "source": "generate a headline for the following article", "output": "following article"},
+            {"id": "content", "source": "the stock market crashed", "output": "markets down"}]
+    q = {"query_id": "q", "task": "LaMP-4", "profile": prof,
+         "prompt": "Generate a headline for the following article: stock market"}
+    assert [e["id"] for e in icl.retrieve(q, 2, "bm25")] == ["content", "instr"]
+    tweets = [{"id": "t1", "source": "", "output": "paraphrase tweet explanation"},
+              {"id": "t2", "source": "", "output": "rainy monday again"}]
+    q7 = {"query_id": "q7", "task": "LaMP-7", "profile": tweets,
+          "prompt": "Paraphrase the following tweet without any explanation before or after it: monday rain"}
+    assert icl.retrieve(q7, 1, "bm25")[0]["id"] == "t2"
 
 
 def test_retrievers(tok):

@@ -104,12 +104,16 @@ def test_generation_cache_resumes(tmp_path):
     assert out == fresh
 
 
-def test_other_user_rejected_and_lamp7_source(corpus, tmp_path):
-    m = preflamp.build(corpus, tmp_path / "o", corpus="synthetic", rejected="other_user")
+def test_other_user_rejected_and_paraphrase_guard(corpus, tmp_path):
+    m = preflamp.build(corpus, tmp_path / "o", generator=fake_generator, corpus="synthetic", rejected="other_user")
     pairs = preflamp.load_pairs(tmp_path / "o", "LaMP-4")
     own = {(p["user"], p["chosen"]) for p in pairs}
     assert all((p["user"], p["rejected"]) not in own for p in pairs)
-    assert preflamp.lamp7_source("loving this weather!! #sunny @bob http://x.y") == "Loving this weather."
+    assert preflamp.load_pairs(tmp_path / "o", "LaMP-7")  # LaMP-7 other_user works on the paraphrased inputs
+    leaks = preflamp.paraphrase_leaks
+    assert leaks("", "so happy today") and leaks("  So  HAPPY today ", "so happy today")
+    assert leaks("Honestly, so happy today!", "so happy today") and leaks("x", "x")
+    assert not leaks("I feel great this day", "so happy today") and not leaks("happy", "so happy today")
 
 
 def test_small_profiles_are_skipped_with_a_warning(tmp_path):
