@@ -3,9 +3,11 @@
 Two featurizers, one contract: ``features(prompts, responses) -> Tensor[N, d]``.
 
 * :class:`LMFeaturizer` (causal LM, default the policy's own model): the text the policy sees is
-  ``prompt_text(prompt) + response``; the feature of a (prompt, response) is the decoder's
-  ``last_hidden_state`` (the input of ``lm_head``, after the final norm) at the last response
-  token. Because this is exactly the state the policy computes while decoding, a reward head on
+  ``prompt_text(prompt) + response + EOS``; the feature of a (prompt, response) is the decoder's
+  ``last_hidden_state`` (the input of ``lm_head``, after the final norm) at the appended
+  end-of-sequence token: the state reward-guided decoding scores when its candidate is "stop here",
+  so a head trained on full responses has seen that state (the prefix features of a response are
+  the states at its own tokens, the states decoding scores for every other candidate). Because this is exactly the state the policy computes while decoding, a reward head on
   it can be evaluated inside reward-guided decoding from the policy's own forward, and the reward
   of *every prefix* of a response comes out of one forward pass (:meth:`prefix_features`).
 * :class:`EncoderFeaturizer` (MiniLM): mean-pooled token embeddings of the pair
@@ -23,10 +25,14 @@ from . import models
 from .io import atomic_path, sha256_text
 
 
-def lm_token_ids(tok, prompt: str, response: str) -> tuple[list[int], list[int]]:
-    """(prompt ids, response ids) exactly as the policy sees them."""
+def lm_token_ids(tok, prompt: str, response: str, eos: bool = False) -> tuple[list[int], list[int]]:
+    """(prompt ids, response ids) exactly as the policy sees them; ``eos`` appends the end token."""
     p = models.prompt_ids(tok, prompt)
     r = tok(response, add_special_tokens=False)["input_ids"]
+    if eos and r:
+        if tok.eos_token_id is None:
+            raise ValueError(f"tokenizer {type(tok).__name__} has no eos_token_id: cannot mark the end of a response")
+        r = r + [tok.eos_token_id]
     return p, r
 
 
@@ -48,7 +54,7 @@ class LMFeaturizer:
         return next(self.model.parameters()).device
 
     def _ids(self, prompt, response):
-        p, r = lm_token_ids(self.tok, prompt, response)
+        p, r = lm_token_ids(self.tok, prompt, response, eos=True)
         if not r:
             raise ValueError(f"empty response for prompt {prompt[:60]!r}")
         if len(p) + len(r) > self.max_length:
@@ -89,8 +95,9 @@ class LMFeaturizer:
         ``response_sets`` is a list of response lists aligned with ``prompts`` (e.g. ``[chosen,
         rejected]``). Per batch of prompts (similar lengths together): one forward of the left-padded
         prompts into a cache, then one forward of each set's right-padded responses against it (the
-        cache is cut back to the prompts in between). Returns ``out[set][i]``: ``[T_i, d]`` float32 on
-        the CPU, the states :meth:`features` reads at the last token and prefix features at earlier ones.
+        cache is cut back to the prompts in between). Returns ``out[set][i]``: ``[T_i + 1, d]`` float32 on
+        the CPU: the states of the T_i response tokens (prefix features) and, last, of the appended end
+        token (the full-response feature :meth:`features` reads).
         Equal to forwarding each ``prompt + response`` alone up to float rounding (tested); a batch that
         would outgrow a sliding-window layer is forwarded whole instead.
         """
@@ -122,10 +129,10 @@ class LMFeaturizer:
         return out
 
     def prefix_features(self, prompt: str, response: str) -> torch.Tensor:
-        """Feature of every non-empty prefix of ``response`` ([T, d]) from one forward pass."""
+        """Feature of every non-empty prefix of ``response`` ([T, d], without the end token) from one forward."""
         p, r = self._ids(prompt, response)
         h, _ = self.hidden([p + r])
-        return h[0, len(p) : len(p) + len(r)].cpu()
+        return h[0, len(p) : len(p) + len(r) - 1].cpu()
 
 
 class EncoderFeaturizer:

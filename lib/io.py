@@ -79,6 +79,13 @@ def write_jsonl(path, records: Iterable[dict]) -> Path:
     return write_text(path, "\n".join(lines) + ("\n" if lines else ""))
 
 
+def write_parquet(df, path) -> Path:
+    """A DataFrame as Parquet (pyarrow), written atomically: compact for long per-pair tables."""
+    with atomic_path(path, suffix=".parquet") as tmp:
+        df.to_parquet(tmp, index=False)
+    return Path(path)
+
+
 def read_jsonl(path) -> list[dict]:
     path = Path(path)
     out = []

@@ -141,3 +141,52 @@ def tau_table(df: pd.DataFrame, x: str, y: str, by=("task",), n_boot: int = 1000
         r = kendall_tau_ci(g[x], g[y], n_boot=n_boot, seed=seed)
         rows.append({**dict(zip(by, key)), "x": x, "y": y, **r})
     return pd.DataFrame(rows)
+
+
+def tau_b_rows(a, b) -> np.ndarray:
+    """Kendall tau-b of each row pair ``(a[r], b[r])`` of two ``[R, n]`` arrays (NaN where a row is constant).
+
+    Counts over all ``i < j``: ``n_c - n_d = sum sign(a_i - a_j) sign(b_i - b_j)``; the pairs untied in
+    ``a`` and in ``b`` form the tau-b denominator, as scipy's variant "b" (a repeated item ties with itself).
+    """
+    a, b = np.atleast_2d(np.asarray(a, dtype=float)), np.atleast_2d(np.asarray(b, dtype=float))
+    sa, sb = np.sign(a[:, :, None] - a[:, None]), np.sign(b[:, :, None] - b[:, None])
+    s, na, nb = (sa * sb).sum((1, 2)), np.abs(sa).sum((1, 2)), np.abs(sb).sum((1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((na > 0) & (nb > 0), s / np.sqrt(na * nb), np.nan)
+
+
+def kendall_tau_pairs_ci(x_pairs, y_pairs, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0,
+                         chunk: int = 250) -> dict:
+    """tau-b between two per-model accuracies, with a bootstrap that resamples models *and* test pairs.
+
+    ``x_pairs``, ``y_pairs``: ``[M, P]`` per-pair outcomes (1 correct, 0.5 tie, 0 wrong) of M models on
+    the same P pairs (e.g. RM correctness and policy correctness). The point estimate is tau-b of the
+    row means. Each resample draws P pairs and M models with replacement and recomputes *both*
+    accuracies before tau, so the CI carries the pair noise that dominates at small P (Efron &
+    Tibshirani 1993, two-stage resampling). Resamples with a constant side are dropped and counted in
+    ``n_degenerate``. Returns tau, p (scipy, models only), ci_lo, ci_hi, n (models), n_pairs, n_degenerate.
+    """
+    X, Y = np.asarray(x_pairs, dtype=float), np.asarray(y_pairs, dtype=float)
+    if X.shape != Y.shape or X.ndim != 2:
+        raise ValueError(f"kendall_tau_pairs_ci: need two [models, pairs] arrays of one shape, got {X.shape} and {Y.shape}")
+    M, P = X.shape
+    tau, p = kendall_tau(X.mean(1), Y.mean(1)) if P else (float("nan"), float("nan"))
+    out = {"tau": tau, "p": p, "ci_lo": float("nan"), "ci_hi": float("nan"), "n": M, "n_pairs": P, "n_degenerate": 0}
+    if np.isnan(tau):
+        return out
+    rng = np.random.default_rng(seed)
+    taus = []
+    for s in range(0, n_boot, chunk):
+        r = min(chunk, n_boot - s)
+        counts = np.zeros((r, P))
+        np.add.at(counts, (np.arange(r)[:, None], rng.integers(0, P, size=(r, P))), 1.0)
+        xb, yb = counts @ X.T / P, counts @ Y.T / P  # [r, M] accuracies on the resampled pairs
+        m = rng.integers(0, M, size=(r, M))
+        taus.append(tau_b_rows(np.take_along_axis(xb, m, 1), np.take_along_axis(yb, m, 1)))
+    taus = np.concatenate(taus)
+    ok = taus[~np.isnan(taus)]
+    out["n_degenerate"] = int(len(taus) - len(ok))
+    if len(ok):
+        out["ci_lo"], out["ci_hi"] = float(np.quantile(ok, alpha / 2)), float(np.quantile(ok, 1 - alpha / 2))
+    return out

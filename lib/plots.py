@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .io import atomic_path, write_text
@@ -145,23 +146,28 @@ def plot_sweep(summary: pd.DataFrame, system: str, metric: str = "rouge1"):
 
 
 def plot_tau_scatter(df: pd.DataFrame, x: str, y: str, taus: pd.DataFrame | None = None, hue: str = "method",
-                     col: str = "task"):
-    """Scatter of one metric against another across reward models, one panel per ``col``, tau in titles."""
+                     col: str = "task", row: str | None = "policy"):
+    """Scatter of one metric against another across reward models: a panel per ``col`` (and per ``row``
+    when that column exists), its tau and CI in the title."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     cols = sorted(df[col].unique())
-    fig, axes = plt.subplots(1, len(cols), figsize=(3.6 * len(cols), 3.4), squeeze=False)
-    for ax, c in zip(axes[0], cols):
-        sns.scatterplot(data=df[df[col] == c], x=x, y=y, hue=hue, hue_order=sorted(df[hue].unique()), ax=ax,
-                        legend=ax is axes[0, -1])
-        title = str(c)
-        if taus is not None:
-            t = taus[taus[col] == c]
-            if len(t):
-                r = t.iloc[0]
-                title += f"\ntau={r.tau:.2f} [{r.ci_lo:.2f}, {r.ci_hi:.2f}], n={int(r.n)}"
-        ax.set_title(title, fontsize="small")
+    rows = sorted(df[row].unique()) if row and row in df else [None]
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(3.6 * len(cols), 3.2 * len(rows)), squeeze=False)
+    hue_order = sorted(df[hue].unique())
+    for i, rv in enumerate(rows):
+        for j, c in enumerate(cols):
+            ax = axes[i, j]
+            d = df[(df[col] == c) & ((df[row] == rv) if rv is not None else True)]
+            sns.scatterplot(data=d, x=x, y=y, hue=hue, hue_order=hue_order, ax=ax, legend=(i, j) == (0, len(cols) - 1))
+            title = str(c) if rv is None else f"{c} | {rv}"
+            if taus is not None:
+                t = taus[(taus[col] == c) & ((taus[row] == rv) if rv is not None and row in taus else True)]
+                if len(t):
+                    r = t.iloc[0]
+                    title += f"\ntau={r.tau:.2f} [{r.ci_lo:.2f}, {r.ci_hi:.2f}], n={int(r.n)}"
+            ax.set_title(title, fontsize="small")
     if axes[0, -1].get_legend():
         sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1, 1), fontsize="small")
     fig.tight_layout()
@@ -184,5 +190,67 @@ def plot_size(best: pd.DataFrame, metric: str = "rouge1"):
         ax.minorticks_off()
         ax.set_xlabel("policy parameters")
         ax.set_title(t)
+    fig.tight_layout()
+    return fig
+
+
+def plot_tau_points(taus: pd.DataFrame, x: str = "task", hue: str = "metric", col: str = "policy",
+                    title: str = "Kendall tau-b with 95% CI"):
+    """tau point estimates with CI whiskers, one panel per ``col``, dodged by ``hue`` (0 dashed)."""
+    import matplotlib.pyplot as plt
+
+    cols = sorted(taus[col].unique())
+    xs, hues = list(dict.fromkeys(sorted(taus[x].unique()))), list(dict.fromkeys(taus[hue]))
+    fig, axes = plt.subplots(1, len(cols), figsize=(1.2 + 1.3 * len(xs) * len(cols), 3.4), squeeze=False, sharey=True)
+    width = 0.8 / max(len(hues), 1)
+    for ax, c in zip(axes[0], cols):
+        for h_i, h in enumerate(hues):
+            d = taus[(taus[col] == c) & (taus[hue] == h)].set_index(x).reindex(xs)
+            pos = np.arange(len(xs)) + (h_i - (len(hues) - 1) / 2) * width
+            y = d.tau.to_numpy(float)
+            err = np.stack([y - d.ci_lo.to_numpy(float), d.ci_hi.to_numpy(float) - y])
+            ax.errorbar(pos, y, yerr=np.nan_to_num(err), fmt="o", capsize=2, label=h)
+        ax.axhline(0, color="grey", lw=0.8, ls="--")
+        ax.set_xticks(np.arange(len(xs)), xs, rotation=30, ha="right")
+        ax.set_ylim(-1.05, 1.05)
+        ax.set_title(str(c))
+        ax.set_ylabel("Kendall tau-b")
+    axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1, 1), fontsize="small", title=hue)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_tau_vs_w(taus: pd.DataFrame, hue: str = "task", col: str = "policy", row: str = "definition"):
+    """Kendall tau (RM vs policy accuracy) at each fixed w, one line per ``hue`` with its 95% CI as whiskers,
+    log-scaled w: how much the agreement depends on the reward weight (rows with w = "selected" are ignored)."""
+    import matplotlib.pyplot as plt
+
+    t = taus[pd.to_numeric(taus.w, errors="coerce").notna()].copy()
+    t["w"] = t.w.astype(float)
+    cols, rows = sorted(t[col].unique()), sorted(t[row].unique())
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(4.2 * len(cols), 3.0 * len(rows)), squeeze=False,
+                             sharex=True, sharey=True)
+    hues = sorted(t[hue].unique())
+    for i, rv in enumerate(rows):
+        for j, cv in enumerate(cols):
+            ax = axes[i, j]
+            for h_i, h in enumerate(hues):
+                d = t[(t[row] == rv) & (t[col] == cv) & (t[hue] == h)].sort_values("w")
+                x = d.w.to_numpy() * (1 + 0.04 * (h_i - (len(hues) - 1) / 2))  # small dodge on the log axis
+                y = d.tau.to_numpy(float)
+                err = np.stack([y - d.ci_lo.to_numpy(float), d.ci_hi.to_numpy(float) - y])
+                ax.errorbar(x, y, yerr=np.nan_to_num(err), marker="o", ms=3, capsize=2, lw=1, label=h)
+            ax.axhline(0, color="grey", lw=0.8, ls="--")
+            ax.set_xscale("log")
+            ax.set_xticks(sorted(t.w.unique()), [f"{w:g}" for w in sorted(t.w.unique())])
+            ax.xaxis.set_minor_locator(plt.NullLocator())
+            ax.set_ylim(-1.05, 1.05)
+            ax.set_title(f"{cv} | {rv}", fontsize="small")
+            if i == len(rows) - 1:
+                ax.set_xlabel("w (calibrated, log scale)")
+            if j == 0:
+                ax.set_ylabel("tau(RM acc, policy acc)")
+    axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1, 1), fontsize="small", title=hue)
     fig.tight_layout()
     return fig

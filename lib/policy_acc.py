@@ -56,7 +56,7 @@ def _ids(tok, response) -> list[int]:
 @torch.no_grad()
 def teacher_forced(policy, tok, rm, prompts, responses, users, k: int = 10, policy_name: str | None = None,
                    featurizer=None, chunk_size: int = 4096, batch_size: int = 16,
-                   progress: bool = True) -> list[TeacherForced]:
+                   progress: bool = True, eos: bool = True) -> list[TeacherForced]:
     """Teacher-force each response through the policy and the RGD scoring (see module docstring).
 
     ``responses`` are texts (tokenised with the policy tokenizer, no special tokens) or token-id
@@ -64,7 +64,7 @@ def teacher_forced(policy, tok, rm, prompts, responses, users, k: int = 10, poli
     model on the policy's own states, formatted token-id lists.
     """
     return teacher_forced_many(policy, tok, {"rm": rm}, prompts, responses, users, k, policy_name, featurizer,
-                               chunk_size, batch_size, progress)["rm"]
+                               chunk_size, batch_size, progress, eos)["rm"]
 
 
 def length_batches(lengths: list, batch_size: int) -> list[list[int]]:
@@ -80,7 +80,7 @@ def length_batches(lengths: list, batch_size: int) -> list[list[int]]:
 @torch.no_grad()
 def teacher_forced_many(policy, tok, rms: dict, prompts, responses, users, k: int = 10, policy_name: str | None = None,
                         featurizer=None, chunk_size: int = 4096, batch_size: int = 16,
-                        progress: bool = True) -> dict[str, list[TeacherForced]]:
+                        progress: bool = True, eos: bool = True) -> dict[str, list[TeacherForced]]:
     """:func:`teacher_forced` for several reward models on one backbone, sharing every forward.
 
     The policy's log-probs and top-k candidates and the backbone features of the gold and candidate
@@ -88,20 +88,23 @@ def teacher_forced_many(policy, tok, rms: dict, prompts, responses, users, k: in
     model only applies its head: scoring dozens of reward models costs about one.
     """
     return teacher_forced_sets(policy, tok, rms, prompts, [responses], users, k, policy_name, featurizer, chunk_size,
-                               batch_size, progress)[0]
+                               batch_size, progress, eos)[0]
 
 
 @torch.no_grad()
 def teacher_forced_sets(policy, tok, rms: dict, prompts, response_sets, users, k: int = 10,
                         policy_name: str | None = None, featurizer=None, chunk_size: int = 4096, batch_size: int = 16,
-                        progress: bool = True) -> list[dict[str, list[TeacherForced]]]:
+                        progress: bool = True, eos: bool = True) -> list[dict[str, list[TeacherForced]]]:
     """:func:`teacher_forced_many` for several responses per prompt (e.g. ``[chosen, rejected]``).
 
     Prompts go through the model ``batch_size`` at a time (similar lengths together, left padding)
     and each is forwarded once: its cache takes one set of (right-padded) responses, then that set's
     candidates in one tree forward (chunks of ``chunk_size`` tokens), then is cut back for the next
-    set. Results equal one response at a time up to float rounding (tested). Returns, per set,
-    ``{rm key: [TeacherForced per prompt]}``.
+    set. Results equal one response at a time up to float rounding (tested). ``eos`` appends the end
+    token to every response (its log-prob and its reward, the full-response reward the RM was trained
+    on, are part of the score, as when decoding stops). Rewards are the models' decoding rewards
+    (``rm.guidance``: calibrated unless the model was loaded with ``calibrated=False``). Returns, per
+    set, ``{rm key: [TeacherForced per prompt]}``.
     """
     n_sets = len(response_sets)
     if not all(len(prompts) == len(rs) == len(users) for rs in response_sets):
@@ -126,6 +129,10 @@ def teacher_forced_sets(policy, tok, rms: dict, prompts, response_sets, users, k
         for i, y in enumerate(ys[j]):
             if not y:
                 raise ValueError(f"example {i}: empty response (prompt {str(prompts[i])[:60]!r})")
+    if eos:  # the end token is part of every response, as in decoding (its reward: the full-response state)
+        if tok.eos_token_id is None:
+            raise ValueError("eos=True needs a tokenizer with an eos_token_id")
+        ys = [[y if y[-1] == tok.eos_token_id else y + [tok.eos_token_id] for y in rs] for rs in ys]
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     out = [{key: [None] * len(prompts) for key in rms} for _ in range(n_sets)]
     # similar response lengths together (the T * k candidate columns dominate), then similar prompts
@@ -215,3 +222,140 @@ def policy_accuracy(tf_chosen: list[TeacherForced], tf_rejected: list[TeacherFor
     acc = (margin > 0).mean(0) + 0.5 * (margin == 0).mean(0)
     return pd.DataFrame({"w": np.asarray(ws, dtype=float), "definition": definition, "normalise": normalise,
                          "accuracy": acc, "ties": (margin == 0).mean(0), "n_pairs": len(tf_chosen)})
+
+
+# ----------------------------------------------------------------------------- per-pair outcomes
+def outcome(margin) -> np.ndarray:
+    """1 where the margin is positive, 0.5 on a tie, 0 otherwise."""
+    m = np.asarray(margin, dtype=float)
+    return (m > 0) + 0.5 * (m == 0)
+
+
+def split_halves(pair_ids, seed: int = 0, val_frac: float = 0.5) -> dict[str, str]:
+    """Assign each pair to "val" (selects w) or "test" (reports), a fixed fraction by a seeded hash order.
+
+    A pure function of the ids and the seed: every notebook, policy and reward model sees the same halves.
+    """
+    import hashlib
+
+    ids = sorted(set(pair_ids), key=lambda p: hashlib.sha256(f"{seed}:{p}".encode()).hexdigest())
+    n_val = int(len(ids) * val_frac)
+    return {p: ("val" if i < n_val else "test") for i, p in enumerate(ids)}
+
+
+def score_pairs(policy, tok, rms: dict, pairs: list[dict], ws, definitions=("cumulative", "rgd_likelihood"),
+                k: int = 10, policy_name: str | None = None, featurizer=None, batch_size: int = 16,
+                progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Teacher-force every pair once for all reward models ``rms`` (one backbone) and score them.
+
+    Returns two long tables, one row per (reward model, pair) and per (reward model, pair, definition,
+    normalise, w):
+
+    * ``rm``: ``rm_correct`` (RM accuracy outcome: the reward of the chosen full response, the state of
+      its end token, above the rejected one's) and ``reward_margin`` (that difference, in the model's
+      decoding units: calibrated by default);
+    * ``policy``: ``correct``, the policy-accuracy outcome of the pair under each definition and ``w``.
+    """
+    if not pairs:
+        return pd.DataFrame(), pd.DataFrame()
+    tc, tr = teacher_forced_sets(policy, tok, rms, [p["prompt"] for p in pairs],
+                                 [[p["chosen"] for p in pairs], [p["rejected"] for p in pairs]],
+                                 [p["user"] for p in pairs], k=k, policy_name=policy_name, featurizer=featurizer,
+                                 batch_size=batch_size, progress=progress)
+    ids = [p["pair_id"] for p in pairs]
+    rm_rows, pol = [], []
+    ws = np.asarray(ws, dtype=float)
+    for key in rms:
+        margin = np.array([c.r_gold[-1] - r.r_gold[-1] for c, r in zip(tc[key], tr[key])])
+        rm_rows.append(pd.DataFrame({"rm": key, "pair_id": ids, "rm_correct": outcome(margin), "reward_margin": margin}))
+        for d in definitions:
+            for norm in (False, True):
+                m = sequence_scores(tc[key], ws, d, norm) - sequence_scores(tr[key], ws, d, norm)  # [N, W]
+                pol.append(pd.DataFrame({"rm": key, "pair_id": np.repeat(ids, len(ws)), "definition": d,
+                                         "normalise": norm, "w": np.tile(ws, len(ids)),
+                                         "correct": outcome(m).ravel()}))
+    return pd.concat(rm_rows, ignore_index=True), pd.concat(pol, ignore_index=True)
+
+
+def select_w(policy_pairs: pd.DataFrame, by=("task", "policy", "rm", "user_group", "definition", "normalise")) -> pd.DataFrame:
+    """The w of each reward model with the highest policy accuracy on the *val* half (ties: the smaller w).
+
+    ``w = 0`` (the base policy) is a candidate when it is in the grid, so a reward model that does not help
+    falls back to the base policy instead of being reported at a w that wrecks it. Returns one row per
+    group of ``by`` with ``w_selected`` and ``val_acc`` (its validation accuracy).
+    """
+    by = list(by)
+    val = policy_pairs[policy_pairs.half == "val"]
+    if val.empty:
+        raise ValueError("select_w: no pairs in the val half (see split_halves)")
+    acc = val.groupby(by + ["w"], sort=True).correct.mean().rename("val_acc").reset_index()
+    acc = acc.sort_values(by + ["val_acc", "w"], ascending=[True] * len(by) + [False, True], kind="stable")
+    return acc.groupby(by, sort=True).head(1).rename(columns={"w": "w_selected"}).reset_index(drop=True)
+
+
+def at_selected_w(policy_pairs: pd.DataFrame, selected: pd.DataFrame) -> pd.DataFrame:
+    """The per-pair policy outcomes of each reward model at its validation-selected w (all halves)."""
+    keys = [c for c in selected.columns if c not in ("w_selected", "val_acc")]
+    m = policy_pairs.merge(selected[keys + ["w_selected"]], on=keys, how="inner")
+    return m[m.w == m.w_selected].drop(columns="w_selected")
+
+
+def accuracy_rows(rm_pairs: pd.DataFrame, policy_pairs: pd.DataFrame, by=("task", "policy", "user_group"),
+                  base_pairs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Test-half accuracies: one row per (``by``, rm, definition, normalise, w) with ``policy_acc``,
+    ``ties``, ``n_pairs``, the RM accuracy ``rm_acc`` and mean ``reward_margin`` of that reward model on the
+    same pairs, and ``base_acc``: the base policy's own ranking accuracy (cumulative score at w = 0, raw),
+    the chance reference of every policy-accuracy number (the same for every reward model), read from
+    ``base_pairs`` (default ``policy_pairs``; pass the full table when ``policy_pairs`` holds only the
+    selected w of each model)."""
+    by = list(by)
+    pt = policy_pairs[policy_pairs.half == "test"]
+    rt = rm_pairs[rm_pairs.half == "test"]
+    bt = pt if base_pairs is None else base_pairs[base_pairs.half == "test"]
+    g = pt.groupby(by + ["rm", "definition", "normalise", "w"], sort=True).correct
+    out = pd.concat([g.mean().rename("policy_acc"), g.apply(lambda c: float((c == 0.5).mean())).rename("ties"),
+                     g.size().rename("n_pairs")], axis=1).reset_index()
+    r = rt.groupby(by + ["rm"], sort=True).agg(rm_acc=("rm_correct", "mean"), reward_margin=("reward_margin", "mean"))
+    out = out.merge(r.reset_index(), on=by + ["rm"], how="left")
+    base = bt[(bt.w == 0) & (bt.definition == "cumulative") & (~bt.normalise.astype(bool))]
+    if len(base):  # identical for every reward model (w = 0): take one
+        b = base.groupby(by + ["pair_id"], sort=True).correct.first().groupby(by).mean().rename("base_acc")
+        out = out.merge(b.reset_index(), on=by, how="left")
+    else:
+        out["base_acc"] = np.nan
+    return out
+
+
+def tau_table_pairs(rm_pairs: pd.DataFrame, policy_pairs: pd.DataFrame, by=("task", "policy", "user_group"),
+                    level: str = "rm", n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Kendall tau-b between RM accuracy and policy accuracy across reward models (``level="rm"``) or across
+    methods (``level="method"``: a method's per-pair outcomes averaged over its seeds and prefix variants),
+    on the test half, with a bootstrap over models *and* pairs (:func:`lib.metrics.kendall_tau_pairs_ci`).
+
+    ``policy_pairs`` holds one w per reward model (e.g. :func:`at_selected_w`, or one fixed w) and the
+    columns ``by`` + definition, normalise. Reward models flagged ``degenerate`` (column, non-empty) are
+    left out and counted in ``n_excluded``.
+    """
+    from . import metrics
+
+    by = list(by)
+    rt = rm_pairs[rm_pairs.half == "test"]
+    pt = policy_pairs[policy_pairs.half == "test"]
+    rows = []
+    for key, g in pt.groupby(by + ["definition", "normalise"], sort=True):
+        key = dict(zip(by + ["definition", "normalise"], key))
+        r = rt
+        for c in by:
+            r = r[r[c] == key[c]]
+        deg = set(r.loc[r.get("degenerate", pd.Series("", index=r.index)).fillna("").astype(str) != "", "rm"])
+        g, r = g[~g.rm.isin(deg)], r[~r.rm.isin(deg)]
+        unit = "rm" if level == "rm" else "method"
+        if g.duplicated(["rm", "pair_id"]).any():
+            raise ValueError(f"tau_table_pairs: several w per reward model in cell {key}; pass one w per model")
+        Y = g.pivot_table(index=unit, columns="pair_id", values="correct", aggfunc="mean")
+        X = r.pivot_table(index=unit, columns="pair_id", values="rm_correct", aggfunc="mean").reindex_like(Y)
+        if X.isna().any().any():
+            raise ValueError(f"tau_table_pairs: RM and policy outcomes cover different pairs in cell {key}")
+        res = metrics.kendall_tau_pairs_ci(X.to_numpy(), Y.to_numpy(), n_boot=n_boot, seed=seed)
+        rows.append({**key, "level": level, **res, "n_excluded": len(deg)})
+    return pd.DataFrame(rows)

@@ -8,8 +8,9 @@ and the next token is ``argmax score`` (greedy) or a draw from ``softmax(score /
 Log-probs and logits differ by a per-step constant, so greedy choices equal ARGS' logit form.
 With ``w = 0`` (or no reward model) decoding is plain greedy decoding, token for token.
 
-The reward ``r = rm.head(features, rm.user_index(users))`` (lib/rewards.py) is computed on one of
-four *paths*, chosen from the reward model (``path=`` overrides it, for tests and benchmarks):
+The reward ``r = rm.guidance(features, rm.user_index(users))`` (lib/rewards.py: the head's reward,
+standardised by the model's calibration unless it was loaded with ``calibrated=False``) is computed on
+one of four *paths*, chosen from the reward model (``path=`` overrides it, for tests and benchmarks):
 
 * ``"shared"`` (a): the head reads the policy's own ``last_hidden_state``. One policy forward of
   the ``k`` candidates against the single prefix cache, with a 4D attention mask in which each
@@ -271,11 +272,18 @@ class PromptCache:
 
 # ----------------------------------------------------------------------------- rewards
 def head_rewards(rm, feats: torch.Tensor, uidx: torch.Tensor) -> torch.Tensor:
-    """``rm.head`` on features ``[B, c, d]`` with user rows ``[B]`` -> rewards ``[B, c]`` (float32)."""
+    """The decoding reward on features ``[B, c, d]`` with user rows ``[B]`` -> rewards ``[B, c]`` (float32).
+
+    A reward model of lib/rewards.py guides with ``rm.guidance``: its reward standardised by the mean and
+    sd of its rewards over its training prefixes (calibrated, so one ``w`` means the same strength for
+    every method), or the raw ``head`` when loaded with ``calibrated=False``. An object with only a
+    ``head`` (a hand-written reward in tests) is used raw.
+    """
     B, c, d = feats.shape
     p = next(iter(rm.parameters()), None)
     dev = p.device if p is not None else feats.device
-    r = rm.head(feats.reshape(B * c, d).float().to(dev), uidx.to(dev).repeat_interleave(c))
+    fn = getattr(rm, "guidance", rm.head)
+    r = fn(feats.reshape(B * c, d).float().to(dev), uidx.to(dev).repeat_interleave(c))
     return r.reshape(B, c).float().to(feats.device)
 
 

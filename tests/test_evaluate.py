@@ -210,3 +210,54 @@ def test_rgd_rows_of_every_rm_and_w_share_batches(lm, tmp_path):
     calls.clear()
     again = evaluate.evaluate(queries(), model, tok, "tiny", rgd_batch_size=4, **kw)
     assert len(calls) == 4 and again.generation.tolist() == df.generation.tolist()
+
+
+def _gen_rows(spec):
+    """Results rows from {(system, rm, param): {query_id: rouge1}}; q0, q1 are val, q2, q3 test."""
+    rows = []
+    for (system, rm, param), scores in spec.items():
+        for q, r in scores.items():
+            rows.append({"task": "t", "model": "m", "system": system, "rm": rm, "param": param, "query_id": q,
+                         "half": "val" if q in ("q0", "q1") else "test", "rouge1": r, "rougeL": r,
+                         "follows_rule": None})
+    return pd.DataFrame(rows)
+
+
+def test_best_settings_are_chosen_on_val_and_reported_on_test():
+    gen = _gen_rows({("base", None, None): {"q0": .2, "q1": .2, "q2": .3, "q3": .3},
+                     ("icl", None, 1.0): {"q0": .5, "q1": .5, "q2": .1, "q3": .1},   # best on val, poor on test
+                     ("icl", None, 4.0): {"q0": .4, "q1": .4, "q2": .9, "q3": .9},   # best on test only
+                     ("rgd", "a", 0.5): {"q0": .1, "q1": .1, "q2": .8, "q3": .8},
+                     ("rgd", "a", 2.0): {"q0": .3, "q1": .3, "q2": .0, "q3": .0},
+                     ("rgd", "b", 0.5): {"q0": .1, "q1": .1, "q2": .7, "q3": .7}})
+    s = evaluate.summarize(gen, n_boot=50)
+    best = evaluate.best_systems(s).set_index("system")
+    assert best.loc["icl", "param"] == 1.0 and best.loc["icl", "rouge1"] == pytest.approx(0.1)
+    assert best.loc["icl", "val_rouge1"] == pytest.approx(0.5) and best.loc["icl", "n"] == 2
+    assert best.loc["rgd", "rm"] == "a" and best.loc["rgd", "param"] == 2.0 and best.loc["rgd", "rouge1"] == 0.0
+    assert best.loc["base", "rouge1"] == pytest.approx(0.3)
+    sel = evaluate.select_rgd_w(s).set_index("rm")
+    # rm a: w = 2 wins on val (0.3 > base 0.2); rm b: the base policy (w = 0) wins on val -> base's test score
+    assert sel.loc["a", "w_selected"] == 2.0 and sel.loc["a", "rouge1"] == 0.0
+    assert sel.loc["b", "w_selected"] == 0.0 and sel.loc["b", "rouge1"] == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="half"):
+        evaluate.select_rgd_w(s.drop(columns="half"))
+
+
+def test_selection_table_taus_each_upstream_metric_against_rouge():
+    up = pd.DataFrame({"task": "t", "policy": "m", "rm": list("abcd"), "rm_acc": [.9, .8, .7, .6],
+                       "reward_margin": [1, 2, 3, 4], "policy_acc_cumulative": [.5, .6, .7, .8]})
+    rgd = pd.DataFrame({"task": "t", "model": "m", "rm": list("abcd"), "rouge1": [.1, .2, .3, .4]})
+    t = evaluate.selection_table(up, rgd, n_boot=50).set_index("metric")
+    assert t.loc["RM accuracy", "tau"] == pytest.approx(-1.0)
+    assert t.loc["calibrated reward margin", "tau"] == pytest.approx(1.0)
+    assert t.loc["policy accuracy (cumulative)", "n"] == 4
+
+
+def test_fingerprint_separates_raw_from_calibrated_guidance():
+    from lib.rewards import BT
+
+    rm = BT("tiny", "lm_last", 4, ["u"])
+    fp = evaluate.rm_fingerprint(rm)
+    rm.calibrated = False
+    assert evaluate.rm_fingerprint(rm) != fp  # the same weights guiding raw must not reuse calibrated generations

@@ -151,3 +151,37 @@ def test_project_plots_render():
     fig = plots.plot_tau_scatter(df, "rm_acc", "policy_acc", taus=taus)
     assert "tau=0.67" in fig.axes[0].get_title()
     plt.close(fig)
+
+
+def test_tau_b_rows_by_hand():
+    # x = [1, 2, 3], y = [1, 3, 2]: pairs (12) concordant, (13) concordant, (23) discordant -> (2 - 1) / 3
+    # x = [1, 1, 2], y = [1, 2, 3]: untied-x pairs 2, all concordant; untied-y 3 -> 2 / sqrt(2 * 3)
+    got = metrics.tau_b_rows([[1, 2, 3], [1, 1, 2], [1, 1, 1]], [[1, 3, 2], [1, 2, 3], [1, 2, 3]])
+    np.testing.assert_allclose(got[:2], [1 / 3, 2 / np.sqrt(6)])
+    assert np.isnan(got[2])
+
+
+def test_pair_bootstrap_is_wider_than_model_only_when_pairs_are_few():
+    rng = np.random.default_rng(0)
+    M, P = 12, 16
+    skill = np.linspace(0.3, 0.8, M)
+    X = (rng.random((M, P)) < skill[:, None]).astype(float)
+    Y = (rng.random((M, P)) < skill[:, None]).astype(float)
+    both = metrics.kendall_tau_pairs_ci(X, Y, n_boot=800, seed=1)
+    models_only = metrics.kendall_tau_ci(X.mean(1), Y.mean(1), n_boot=800, seed=1)
+    assert both["tau"] == pytest.approx(models_only["tau"])
+    assert both["ci_hi"] - both["ci_lo"] > models_only["ci_hi"] - models_only["ci_lo"]
+    with pytest.raises(ValueError, match="one shape"):
+        metrics.kendall_tau_pairs_ci(X, Y[:, :3])
+
+
+def test_plot_tau_vs_w_draws_one_point_per_fixed_w_cell():
+    taus = pd.DataFrame({"task": ["a", "a", "a", "b", "b"], "policy": "p", "definition": "cumulative",
+                         "w": [0.5, 1.0, "selected", 0.5, 1.0], "tau": [0.1, 0.2, 0.9, -0.1, np.nan],
+                         "ci_lo": [0.0, 0.1, 0.8, -0.2, np.nan], "ci_hi": [0.2, 0.3, 1.0, 0.0, np.nan]})
+    fig = plots.plot_tau_vs_w(taus)
+    ax = fig.axes[0]
+    drawn = {c.get_label(): list(c.lines[0].get_ydata()) for c in ax.containers}  # one errorbar series per task
+    assert drawn["a"] == [0.1, 0.2]  # the "selected" row (0.9) is not a fixed w: not drawn
+    assert drawn["b"][0] == -0.1 and np.isnan(drawn["b"][1])
+    assert ax.get_xscale() == "log"

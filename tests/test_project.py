@@ -147,3 +147,19 @@ def test_keep_outputs_copies_only_kept_cells(tmp_path):
     back = json.loads(src.read_text())
     assert "".join(back["cells"][1]["outputs"][0]["text"]) == "new\n" and not back["cells"][0]["outputs"]
     assert src.stat().st_mtime_ns == mtime  # results, not inputs: Make does not re-run the notebook
+
+
+def test_committed_smoke_results_are_not_degenerate():
+    """The committed smoke tables show the degenerate flag, and no method is a constant model everywhere
+    (PAL used to score exactly 0.500 in every cell: a zero projection that never learned)."""
+    import pandas as pd
+
+    acc = pd.read_csv(REPO_ROOT / "figures" / "smoke" / "rm_accuracy.csv")
+    assert "degenerate" in acc.columns
+    for method, g in acc.groupby("method"):
+        vals = pd.concat([g.rm_acc_seen, g.rm_acc_unseen]).dropna()
+        assert len(vals) and not (vals == 0.5).all(), f"{method}: RM accuracy exactly 0.5 in every cell"
+    taus = pd.read_csv(REPO_ROOT / "figures" / "smoke" / "tau_rm_policy.csv")
+    assert {"tldr", "prism", "personalllm", "LaMP-4", "LaMP-5", "LaMP-7"} <= set(taus.task), \
+        "the tau table needs a block per preference dataset and per Pref-LaMP task"
+    assert {"rm", "method"} == set(taus.level)
