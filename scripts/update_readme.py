@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 FIGURES = [("generation_best", "Base vs best ICL vs best RGD"),
            ("scatter_rm_policy_cumulative", "RM accuracy vs policy accuracy (cumulative)"),
+           ("tau_rm_policy_vs_w", "tau(RM accuracy, policy accuracy) at each fixed w"),
            ("scatter_rm_rouge", "RM accuracy vs ROUGE-1 of RGD"),
+           ("selection_metrics", "Which upstream metric predicts RGD ROUGE-1"),
            ("rouge_vs_size", "ROUGE-1 vs policy size: base, best ICL, best RGD"),
            ("rm_accuracy", "RM accuracy per method")]
 
