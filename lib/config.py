@@ -73,11 +73,34 @@ def paths(profile: str = "smoke", root: str | Path | None = None) -> Paths:
     return Paths(profile, Path(root) if root else data_root())
 
 
-def load_profile(profile: str = "smoke") -> dict:
-    """The papermill parameters of a profile (configs/<profile>.yaml)."""
+def load_profile(profile: str = "smoke", configs_dir: str | Path | None = None) -> dict:
+    """The papermill parameters of a profile (``configs/<profile>.yaml``), checked for shape.
+
+    The file must be a YAML mapping with only ``common`` and ``notebooks`` (both mappings); a
+    ``common.profile`` must name the file's own profile (a copied config that still says ``smoke`` would
+    otherwise write over the smoke artifacts). Every error names the file.
+    """
     import yaml
 
-    path = REPO_ROOT / "configs" / f"{profile}.yaml"
+    path = Path(configs_dir or REPO_ROOT / "configs") / f"{profile}.yaml"
     if not path.exists():
         raise FileNotFoundError(f"no profile {profile!r}: {path} does not exist")
-    return yaml.safe_load(path.read_text()) or {}
+    try:
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({e})") from None
+    cfg = {} if cfg is None else cfg
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{path}: the profile must be a mapping with 'common' and 'notebooks', not a "
+                         f"{type(cfg).__name__}")
+    unknown = sorted(set(cfg) - {"common", "notebooks"})
+    if unknown:
+        raise ValueError(f"{path}: unknown top-level key(s) {unknown}; allowed: 'common', 'notebooks'")
+    for key in ("common", "notebooks"):
+        if cfg.get(key) is not None and not isinstance(cfg[key], dict):
+            raise ValueError(f"{path}: '{key}' must be a mapping, not a {type(cfg[key]).__name__}")
+    named = (cfg.get("common") or {}).get("profile", profile)
+    if named != profile:
+        raise ValueError(f"{path}: common.profile is {named!r} but the file is profile {profile!r}: a copied config "
+                         f"must name its own profile (its outputs go to data/processed/<profile>)")
+    return cfg

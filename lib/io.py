@@ -94,9 +94,12 @@ def read_jsonl(path) -> list[dict]:
             if not line.strip():
                 continue
             try:
-                out.append(json.loads(line))
+                rec = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}: line {i}: invalid JSON ({e.msg})") from None
+            if not isinstance(rec, dict):
+                raise ValueError(f"{path}: line {i}: expected a JSON object (a record), got a {type(rec).__name__}")
+            out.append(rec)
     return out
 
 

@@ -40,18 +40,62 @@ def declared_parameters(path: Path) -> dict:
     return {k: v["default"] for k, v in papermill.inspect_notebook(str(path)).items()}
 
 
-def parameters_for(name: str, profile: str) -> dict:
-    cfg = load_profile(profile)
+def _type_error(key: str, value, default_src: str) -> str | None:
+    """Why ``value`` cannot stand where the notebook's default is the literal ``default_src`` (None: it can;
+    a default that is not a plain literal is not checked)."""
+    import ast
+
+    try:
+        default = ast.literal_eval(default_src)
+    except (ValueError, SyntaxError):
+        return None
+    if default is None or value is None:
+        return None
+    if isinstance(default, bool) or isinstance(value, bool):
+        ok = isinstance(value, bool) == isinstance(default, bool)
+    elif isinstance(default, (int, float)):
+        ok = isinstance(value, (int, float))
+    elif isinstance(default, (list, tuple)):
+        ok = isinstance(value, (list, tuple))
+    elif isinstance(default, dict):
+        ok = isinstance(value, dict)
+    elif isinstance(default, str):  # a name, or a list of names (e.g. rm_backbones: "policy" or [...])
+        ok = isinstance(value, (str, list))
+    else:
+        ok = True
+    return None if ok else f"{key}: {value!r} is a {type(value).__name__}, the notebook's default {default!r} a " \
+                           f"{type(default).__name__}"
+
+
+def parameters_for(name: str, profile: str, configs_dir=None) -> dict:
+    """The parameters papermill injects into notebook ``name`` for ``profile``, checked against the
+    notebook's declared parameters: unknown keys (in its section, or in ``common`` where no notebook
+    declares them), unknown notebook sections and values of the wrong type are errors naming the file."""
+    cfg = load_profile(profile, configs_dir)
+    where = Path(configs_dir or REPO_ROOT / "configs") / f"{profile}.yaml"
     path = notebook_path(name)
-    params = {**(cfg.get("common") or {}), **((cfg.get("notebooks") or {}).get(path.stem) or {})}
+    sections = cfg.get("notebooks") or {}
+    known = {p.stem for p in NOTEBOOKS.glob("[0-9]*.ipynb")}
+    if set(sections) - known:
+        raise KeyError(f"{where}: section(s) {sorted(set(sections) - known)} name no notebook; known: {sorted(known)}")
+    common = cfg.get("common") or {}
+    if common:
+        everywhere = set().union(*(declared_parameters(NOTEBOOKS / f"{n}.ipynb") for n in sorted(known)))
+        if set(common) - everywhere:
+            raise KeyError(f"{where}: common key(s) {sorted(set(common) - everywhere)} are declared by no notebook")
+    section = sections.get(path.stem) or {}
+    if not isinstance(section, dict):
+        raise ValueError(f"{where}: notebooks.{path.stem} must be a mapping, not a {type(section).__name__}")
+    params = {**common, **section}
     declared = declared_parameters(path)
-    unknown = sorted(set(params) - set(declared))
-    common_only = set(cfg.get("common") or {})
-    unknown = [k for k in unknown if k not in common_only]  # common keys apply where declared
+    unknown = sorted(set(section) - set(declared))
     if unknown:
-        raise KeyError(f"configs/{profile}.yaml sets {unknown} for {path.name}, which declares only "
-                       f"{sorted(declared)}")
-    return {k: v for k, v in params.items() if k in declared}
+        raise KeyError(f"{where} sets {unknown} for {path.name}, which declares only {sorted(declared)}")
+    params = {k: v for k, v in params.items() if k in declared}  # common keys apply where declared
+    bad = [e for k, v in params.items() if (e := _type_error(k, v, declared[k]))]
+    if bad:
+        raise TypeError(f"{where}, notebook {path.stem}: " + "; ".join(bad))
+    return params
 
 
 IOPUB_TIMEOUT_S = 120
