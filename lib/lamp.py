@@ -10,11 +10,15 @@ Files, in the official layout (also the layout of the local folder and of the sy
 
 :func:`download` fetches from the official location with retries, validates every file before it is
 kept (the server answers a wrong path with HTTP 200 and an HTML page), writes atomically and records
-sha256 and size in ``<root>/manifest.json``. :func:`load_task` reads a folder with no network.
-Every problem raises :class:`LaMPFormatError` naming the file, the record and the field.
+sha256 and size in ``<root>/manifest.json``. A pair of files already in place but not in the manifest
+(copied by hand) is validated the same way and recorded with ``"source": "local"``, never downloaded
+again; an invalid one is an error naming it (``force=True`` re-downloads). :func:`load_task` reads a
+folder with no network. Files must be UTF-8 (a UTF-8 byte-order mark is accepted); UTF-16/32 is an
+error. Every problem raises :class:`LaMPFormatError` naming the file, the record and the field.
 """
 from __future__ import annotations
 
+import codecs
 import json
 import time
 from dataclasses import dataclass
@@ -75,12 +79,27 @@ def url(task: str, split: str, kind: str, base_url: str = BASE_URL) -> str:
 
 # --- validation -----------------------------------------------------------------------------
 
+_WIDE_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+def _decode_utf8(data: bytes, file) -> str:
+    """UTF-8 text (a UTF-8 BOM is dropped); UTF-16/32 (a BOM or NUL bytes up front) or bad bytes: an error."""
+    if data.startswith(_WIDE_BOMS) or b"\x00" in data[:4]:
+        raise LaMPFormatError(file, "the file is UTF-16 or UTF-32; LaMP files must be UTF-8 "
+                                    "(convert it, e.g. `iconv -f UTF-16 -t UTF-8 in.json > out.json`)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise LaMPFormatError(file, f"not valid UTF-8 (byte {e.start}); LaMP files must be UTF-8") from None
+
+
 def parse_json(data: bytes, file) -> object:
     head = data[:512].lstrip().lower()
     if head.startswith(b"<!doctype html") or head.startswith(b"<html") or head.startswith(b"<"):
         raise LaMPFormatError(file, "got an HTML page where JSON was expected (wrong URL or an error page)")
+    text = _decode_utf8(data, file)
     try:
-        return json.loads(data)
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise LaMPFormatError(file, f"invalid or truncated JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
 
@@ -192,12 +211,33 @@ def _fetch(u: str, retries: int, timeout: float, backoff: float) -> bytes:
                           "LaMP files in the same layout in a local folder and pass it as lamp_root.")
 
 
+def _adopt_local(root: Path, task: str, split: str, manifest: dict) -> bool:
+    """Record a (task, split) whose files were put in place by hand (not in the manifest) once they
+    validate, with ``"source": "local"``; False when neither file is there. An invalid or lone
+    hand-placed file raises, naming it: it is never overwritten silently."""
+    files = [file_path(root, task, split, kind) for kind in ("questions", "outputs")]
+    present = [f for f in files if f.exists() and str(f.relative_to(root)) not in manifest]
+    if not present:
+        return False
+    missing = [f for f in files if not f.exists()]
+    if missing:
+        raise LaMPFormatError(present[0], f"placed by hand without its partner {missing[0].name}: add it, or "
+                                          "pass force=True to download both files (this one is overwritten)")
+    load_task(root, task, split)  # validators name the file, record and field
+    for f in files:
+        manifest[str(f.relative_to(root))] = {"source": "local", "sha256": sha256_file(f), "bytes": f.stat().st_size}
+    return True
+
+
 def download(root, tasks=tuple(TASKS), splits=SPLITS, base_url: str = BASE_URL, retries: int = 4,
              timeout: float = 120, backoff: float = 2.0, force: bool = False) -> dict:
     """Download, validate and cache LaMP files; return the manifest (also written to root/manifest.json).
 
     A file is kept only once both files of a (task, split) parse and validate and their ids match;
-    each is written atomically, so a failure leaves no partial or invalid file behind.
+    each is written atomically, so a failure leaves no partial or invalid file behind. Files already
+    there but not in the manifest (placed by hand) are validated and recorded with ``"source": "local"``
+    instead of downloaded; an invalid one raises :class:`LaMPFormatError` naming it. ``force=True``
+    downloads everything again.
     """
     root = Path(root)
     mpath = root / "manifest.json"
@@ -206,6 +246,9 @@ def download(root, tasks=tuple(TASKS), splits=SPLITS, base_url: str = BASE_URL, 
         for split in splits:
             qf, of = file_path(root, task, split, "questions"), file_path(root, task, split, "outputs")
             if not force and qf.exists() and of.exists() and str(qf.relative_to(root)) in manifest:
+                continue
+            if not force and _adopt_local(root, task, split, manifest):
+                write_json(mpath, manifest)
                 continue
             blobs = {}
             for kind, f in (("questions", qf), ("outputs", of)):

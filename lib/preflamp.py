@@ -7,8 +7,9 @@ corpus gives several questions one profile, and questions are grouped by their p
 
 * **pairs** from the profile: prompt = the task's LaMP instruction applied to the profile item's
   source (article, abstract), chosen = the user's own output, rejected = a non-personalised output
-  for the same prompt (see below). Pairs whose rejected equals the chosen are dropped (counted in
-  ``pairs_dropped_identical``).
+  for the same prompt (see below). Pairs whose rejected is empty or equals the chosen (case- and
+  space-insensitively) are dropped (counted in ``pairs_dropped_identical``). Profile items with an empty
+  output (or, but for LaMP-7, an empty source) are skipped (``profile_items_skipped_empty``).
 * **LaMP-7** profiles hold only the user's tweets, so the input of a profile pair is a *paraphrase of
   the tweet by the base policy* (the generator, prompted with LaMP-7's own instruction
   ``"Paraphrase the following tweet without any explanation before or after it: " + tweet``), as
@@ -22,16 +23,29 @@ corpus gives several questions one profile, and questions are grouped by their p
   cache), so a LaMP-7 build needs the generator whatever ``rejected`` is. The queries' LaMP-7 profile
   items carry an empty ``source`` (LaMP-7 profiles have none).
 * **rejected** constructions: ``"policy"`` (the default, real data): the base policy's zero-shot
-  greedy output; ``"other_user"``: another user's output for the most similar source (BM25): a test
+  greedy output; ``"other_user"``: another user's output for the most similar source (BM25), the
+  best-ranked one that differs from the chosen (real LaMP neighbours share headlines verbatim): a test
   of topical relevance more than of personalisation; ``"other_rule"`` (synthetic corpus only, the
   smoke default): the *same facts* rendered under the rule of another user (a seeded choice among
   the other users whose rendering differs from the chosen and does not follow this user's rule), the
   clean contrast "same content, someone else's style". It reads the facts the synthetic writer keeps
   in ``facts.json``.
 * **queries**: the user's held-out LaMP questions, with the user's real output as the reference and
-  the profile for ICL.
-* users are split into *seen* (their train pairs train reward models) and *unseen* (only a few-shot
-  adaptation); each user's pairs are split into train/test.
+  the profile for ICL. A question whose gold output is empty or blank cannot be scored by ROUGE: it is
+  dropped with a warning (``queries_dropped_empty_gold``). An input longer than ``max_query_chars``
+  (default 4000 characters, about 1000 tokens; LaMP's baselines cut inputs at 512 tokens) is cut to that length, keeping its start (the task instruction) and
+  cutting the end, with a warning (``queries_truncated``).
+* **users**: users with fewer than ``min_profile`` profile items are skipped
+  (``users_skipped_small_profile``); the rest are shuffled (seeded) and cut to ``max_users``. A user
+  left with fewer than 2 pairs (a train and a test pair) once the pairs above are dropped (identical,
+  LaMP-7 leak guard, empty outputs) is dropped with its queries, with a warning
+  (``users_dropped_too_few_pairs``; its pairs: ``pairs_dropped_with_users``). Only then are the kept
+  users, in the same shuffled order, split into *seen* (their train pairs train reward models) and
+  *unseen* (only a few-shot adaptation): the first ``round(unseen_frac * n)`` are unseen. Each user's
+  kept pairs are split as in :func:`lib.prefdata.split_users`: the first
+  ``n_test = min(max(1, round(test_frac * n)), n - 1)`` are test, the rest train, so every kept user
+  has at least one of each. A task with no user left is a ``ValueError`` naming the task, the number of
+  users in the file and the setting that dropped them; :func:`build` then writes nothing.
 
 Generations are cached per prompt in a JSONL file that grows batch by batch, so an interrupted
 build resumes where it stopped; the output folder itself is written atomically.
@@ -46,11 +60,15 @@ from pathlib import Path
 from typing import Callable
 
 from . import lamp
-from .io import atomic_dir, read_jsonl, sha256_file, sha256_text, write_json, write_jsonl
+from .io import atomic_dir, read_jsonl, sha256_file, sha256_text, write_json, write_jsonl, write_text
 
 DEFAULTS = dict(tasks=("LaMP-4", "LaMP-5", "LaMP-7"), split="dev", max_users=None, max_pairs_per_user=12,
                 min_profile=4, unseen_frac=0.25, test_frac=0.25, rejected="policy", max_source_chars=1200,
-                paraphrase_instructions=None, seed=0)
+                max_query_chars=4000, paraphrase_instructions=None, seed=0)
+MIN_PAIRS = 2  # a kept user needs a train and a test pair
+# counts added for real LaMP (every build_task reports them; see the module docstring)
+NEW_COUNTS = ("users_dropped_too_few_pairs", "pairs_dropped_with_users", "profile_items_skipped_empty",
+              "queries_dropped_empty_gold", "queries_truncated")
 REJECTED = ("policy", "other_user", "other_rule")
 # How the base policy is asked for the paraphrase that becomes a LaMP-7 pair input: LaMP-7's own
 # instruction first; a tweet whose paraphrase leaks (see paraphrase_leaks) is asked once more with the
@@ -95,18 +113,43 @@ def group_users(questions: list[dict]) -> dict[str, list[dict]]:
     return {qs[0]["id"]: qs for qs in by_profile.values()}
 
 
+def _cache_record(line: str) -> dict | None:
+    """A cache line's ``{"k", "g"}`` record, or None if the line is not one (cut, not an object, keys missing)."""
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return rec if isinstance(rec, dict) and isinstance(rec.get("k"), str) and isinstance(rec.get("g"), str) else None
+
+
 class GenerationCache:
-    """prompt -> generation, appended to a JSONL file batch by batch (resumable)."""
+    """prompt -> generation, appended to a JSONL file batch by batch (resumable).
+
+    On open, a file whose last line was cut (no final newline: a killed write) or that holds unreadable
+    lines (not JSON, not an object, a key missing) is repaired: rewritten atomically with only its
+    readable records, with one warning naming the file and lines; those prompts are generated again.
+    """
 
     def __init__(self, path: Path, key: str):
         self.path, self.key, self.data = Path(path), key, {}
         if self.path.exists():
-            for i, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
-                try:
-                    rec = json.loads(line)
-                    self.data[rec["k"]] = rec["g"]
-                except (json.JSONDecodeError, KeyError):
-                    warnings.warn(f"{self.path}: line {i} unreadable (an interrupted write?); it will be regenerated")
+            self._load()
+
+    def _load(self) -> None:
+        text = self.path.read_text(encoding="utf-8", errors="replace")
+        good, bad = [], []
+        for i, line in enumerate(text.splitlines(), 1):
+            rec = _cache_record(line)
+            if rec is None:
+                bad.append(i)
+                continue
+            self.data[rec["k"]] = rec["g"]
+            good.append(line)
+        if bad or (text and not text.endswith("\n")):
+            write_text(self.path, "".join(line + "\n" for line in good))
+        if bad:
+            warnings.warn(f"{self.path}: line(s) {bad} unreadable (an interrupted write?): removed from the cache "
+                          "file; those prompts will be generated again")
 
     def _k(self, prompt: str) -> str:
         return sha256_text(self.key + "\x1f" + prompt)[:32]
@@ -176,23 +219,33 @@ def policy_generator(model_name: str = "smollm2-135m", max_new_tokens: int = 24,
     return gen
 
 
-def _other_user_rejected(items_by_user: dict[str, list[dict]], seed: int) -> dict[tuple, str]:
-    """(user, item id) -> the output of another user's profile item with the most similar source (BM25)."""
+def _other_user_rejected(items_by_user: dict[str, list[dict]], task: str) -> dict[tuple, str | None]:
+    """(user, item id) -> the output of the best-ranked (BM25 on the sources) profile item of another user
+    whose output differs from this item's (``_norm``); None if no other user's output differs."""
     import bm25s
 
+    if sum(bool(items) for items in items_by_user.values()) < 2:
+        raise ValueError(f"{task}: rejected='other_user' needs at least two users with profile items, got "
+                         f"{sum(bool(items) for items in items_by_user.values())}")
     corpus = [(u, it) for u, items in items_by_user.items() for it in items]
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize([it["source"] for _, it in corpus], show_progress=False), show_progress=False)
-    k = min(len(corpus), 20)
-    res, _ = retriever.retrieve(bm25s.tokenize([it["source"] for _, it in corpus], show_progress=False), k=k,
-                                show_progress=False)
-    out = {}
-    for i, (u, it) in enumerate(corpus):
-        other = next((corpus[j][1]["output"] for j in res[i] if corpus[j][0] != u), None)
-        if other is None:
-            raise ValueError("rejected='other_user' needs at least two users with profiles")
-        out[(u, it["id"])] = other
-    return out
+
+    def ranked(idx: list[int], k: int):
+        q = bm25s.tokenize([corpus[i][1]["source"] for i in idx], show_progress=False)
+        return retriever.retrieve(q, k=k, show_progress=False)[0]
+
+    def pick(i: int, ranking) -> str | None:
+        u, own = corpus[i][0], _norm(corpus[i][1]["output"])
+        return next((corpus[j][1]["output"] for j in ranking
+                     if corpus[j][0] != u and _norm(corpus[j][1]["output"]) != own), None)
+
+    everyone = list(range(len(corpus)))
+    out = {i: pick(i, r) for i, r in zip(everyone, ranked(everyone, min(len(corpus), 20)))}
+    missing = [i for i in everyone if out[i] is None]
+    if missing and len(corpus) > 20:  # nothing usable in the top 20: look through the whole ranking
+        out.update({i: pick(i, r) for i, r in zip(missing, ranked(missing, len(corpus)))})
+    return {(corpus[i][0], corpus[i][1]["id"]): o for i, o in out.items()}
 
 
 def _other_rule_rejected(chosen_items: dict[str, list[dict]], rule_of_user: dict[str, str], facts: dict,
@@ -225,18 +278,9 @@ def _other_rule_rejected(chosen_items: dict[str, list[dict]], rule_of_user: dict
     return out
 
 
-def build_task(questions: list[dict], task: str, generator, params: dict, facts: dict | None = None,
-               paraphraser=None) -> tuple[list[dict], list[dict], dict]:
-    """Pairs, queries and counts of one task (pure: no file I/O beyond the generators' cache).
-
-    ``generator`` makes the rejected responses (``rejected="policy"``); ``paraphraser`` (default:
-    ``generator``) the LaMP-7 pair inputs; ``facts`` (id -> facts, synthetic corpus) feeds
-    ``rejected="other_rule"``.
-    """
-    p = {**DEFAULTS, **params}
+def _check_task_params(p: dict, task: str, generator, paraphraser, facts) -> None:
     if p["rejected"] not in REJECTED:
         raise ValueError(f"rejected must be one of {REJECTED}, got {p['rejected']!r}")
-    paraphraser = paraphraser or generator
     if task == "LaMP-7" and paraphraser is None:
         raise ValueError("LaMP-7 pair inputs are paraphrases of the tweets by the base policy: pass a generator "
                          f"(see policy_generator) also when rejected={p['rejected']!r}")
@@ -244,10 +288,23 @@ def build_task(questions: list[dict], task: str, generator, params: dict, facts:
         raise ValueError("rejected='policy' needs a generator (see policy_generator)")
     if p["rejected"] == "other_rule" and facts is None:
         raise ValueError("rejected='other_rule' needs the facts of the synthetic corpus (facts.json)")
-    rng = random.Random(f"{task}-{p['seed']}")
-    users = group_users(questions)
-    counts = {"users_in_lamp": len(users), "users_skipped_small_profile": 0, "pairs_dropped_identical": 0,
-              "pairs_dropped_leak": 0}
+
+
+def _no_user_left(task: str, counts: dict, p: dict) -> ValueError:
+    """The error of a task with no user (hence no pair) left: the counts say which setting dropped whom."""
+    n, small = counts["users_in_lamp"], counts["users_skipped_small_profile"]
+    msg = (f"{task}: no user left to build Pref-LaMP from: {n} users in the file; min_profile={p['min_profile']} "
+           f"dropped {small} of {n} users (fewer profile items)")
+    if small == n:
+        return ValueError(msg + "; lower min_profile (users of real LaMP often have only 2-3 profile items)")
+    return ValueError(msg + f"; {counts['users_dropped_too_few_pairs']} more had fewer than {MIN_PAIRS} pairs left "
+                      f"after dropping {counts['pairs_dropped_identical']} pairs whose rejected equals the chosen "
+                      f"(rejected={p['rejected']!r}: e.g. the policy reproduced the user's output) and "
+                      f"{counts['pairs_dropped_leak']} leaking LaMP-7 pairs")
+
+
+def _user_order(users: dict, task: str, p: dict, counts: dict) -> list[str]:
+    """User ids with at least ``min_profile`` profile items, sorted, shuffled (seeded), capped at ``max_users``."""
     uids = sorted(users)
     small = [u for u in uids if len(users[u][0]["profile"]) < p["min_profile"]]
     if small:
@@ -255,69 +312,145 @@ def build_task(questions: list[dict], task: str, generator, params: dict, facts:
                       "and are skipped (documented: too few pairs to train or adapt on)")
         counts["users_skipped_small_profile"] = len(small)
     uids = [u for u in uids if u not in small]
-    rng.shuffle(uids)
-    if p["max_users"]:
-        uids = uids[: p["max_users"]]
-    n_unseen = round(len(uids) * p["unseen_frac"])
-    group = {u: ("unseen" if i < n_unseen else "seen") for i, u in enumerate(uids)}
-    spec = lamp.task_spec(task)
-    items = {}
-    for u in sorted(uids):
-        prof = [profile_item(task, it, p["max_source_chars"]) for it in users[u][0]["profile"]]
-        prof = [it for it in prof if it["output"] and (it["source"] or not spec.source_field)]
-        items[u] = sorted(prof, key=lambda it: it["id"])
-    chosen_items = {u: random.Random(f"{task}-{u}-{p['seed']}").sample(items[u], min(len(items[u]), p["max_pairs_per_user"]))
-                    for u in sorted(uids)}
-    if spec.source_field:
-        source = {(u, it["id"]): it["source"] for u in chosen_items for it in chosen_items[u]}
-    else:  # LaMP-7: the input is the base policy's paraphrase of the tweet, never the tweet itself
-        keys = sorted((u, it["id"]) for u in chosen_items for it in chosen_items[u])
-        tweet = {(u, it["id"]): it["output"] for u in chosen_items for it in chosen_items[u]}
-        source, todo = {}, keys
-        for instruction in p["paraphrase_instructions"] or PARAPHRASE_INSTRUCTIONS:
-            if not todo:
-                break
-            paras = paraphraser([instruction + tweet[k] for k in todo])
-            source.update({k: para.strip()[: p["max_source_chars"]] for k, para in zip(todo, paras)
-                           if not paraphrase_leaks(para, tweet[k])})
-            todo = [k for k in todo if k not in source]
-        counts["pairs_dropped_leak"] = len(todo)
-        if counts["pairs_dropped_leak"]:
-            warnings.warn(f"{task}: {counts['pairs_dropped_leak']} of {len(keys)} profile pairs dropped: the "
-                          "paraphrase of the tweet was empty, equal to it or contained it (the input would give "
-                          "the answer away), whatever the instruction (see PARAPHRASE_INSTRUCTIONS)")
-        chosen_items = {u: [it for it in its if (u, it["id"]) in source] for u, its in chosen_items.items()}
-        empty = sorted(u for u, its in chosen_items.items() if not its)
-        if empty:
-            warnings.warn(f"{task}: users {empty} have no profile pair left after the leak guard")
-    prompts = {k: spec.instruction + src for k, src in source.items()}
-    if p["rejected"] == "policy":
-        keys = sorted(prompts)
-        gens = generator([prompts[k] for k in keys])
-        rejected = dict(zip(keys, gens))
-    elif p["rejected"] == "other_user":
-        with_source = {u: [{**it, "source": source[(u, it["id"])]} for it in chosen_items[u]]
-                       for u in chosen_items} if not spec.source_field else items
-        rejected = _other_user_rejected(with_source, p["seed"])
-    else:
-        rule_of_user = {u: users[u][0].get("rule") for u in uids}
-        rejected = _other_rule_rejected(chosen_items, rule_of_user, facts, task, p["seed"])
-    pairs, queries = [], []
-    for u in sorted(uids):
-        sel = chosen_items[u]
-        n_test = max(1, round(len(sel) * p["test_frac"]))
-        for j, it in enumerate(sel):
+    if not uids:
+        raise _no_user_left(task, counts, p)
+    random.Random(f"{task}-{p['seed']}").shuffle(uids)
+    return uids[: p["max_users"]] if p["max_users"] else uids
+
+
+def _usable_items(task: str, profile: list[dict], p: dict, counts: dict) -> list[dict]:
+    """The profile items with an output (and a source, but for LaMP-7), sorted by id; the others are counted."""
+    need_source = bool(lamp.task_spec(task).source_field)
+    prof = [profile_item(task, it, p["max_source_chars"]) for it in profile]
+    ok = [it for it in prof if it["output"] and (it["source"] or not need_source)]
+    counts["profile_items_skipped_empty"] += len(prof) - len(ok)
+    return sorted(ok, key=lambda it: it["id"])
+
+
+def _paraphrase_sources(chosen_items: dict, task: str, paraphraser, p: dict, counts: dict) -> dict[tuple, str]:
+    """LaMP-7: (user, item id) -> the base policy's paraphrase of the tweet, the leaking ones left out."""
+    keys = sorted((u, it["id"]) for u in chosen_items for it in chosen_items[u])
+    tweet = {(u, it["id"]): it["output"] for u in chosen_items for it in chosen_items[u]}
+    source, todo = {}, keys
+    for instruction in p["paraphrase_instructions"] or PARAPHRASE_INSTRUCTIONS:
+        if not todo:
+            break
+        paras = paraphraser([instruction + tweet[k] for k in todo])
+        source.update({k: para.strip()[: p["max_source_chars"]] for k, para in zip(todo, paras)
+                       if not paraphrase_leaks(para, tweet[k])})
+        todo = [k for k in todo if k not in source]
+    counts["pairs_dropped_leak"] = len(todo)
+    if todo:
+        warnings.warn(f"{task}: {len(todo)} of {len(keys)} profile pairs dropped: the paraphrase of the tweet was "
+                      "empty, equal to it or contained it (the input would give the answer away), whatever the "
+                      "instruction (see PARAPHRASE_INSTRUCTIONS)")
+    return source
+
+
+def _kept_pairs(chosen_items: dict, rejected: dict, counts: dict) -> dict[str, list[tuple]]:
+    """user -> [(item, rejected)] without the pairs whose rejected is empty or equals the chosen (counted)."""
+    kept = {}
+    for u in sorted(chosen_items):
+        kept[u] = []
+        for it in chosen_items[u]:
             rej = rejected[(u, it["id"])]
             if not rej or not rej.strip() or _norm(rej) == _norm(it["output"]):
                 counts["pairs_dropped_identical"] += 1
-                continue
+            else:
+                kept[u].append((it, rej))
+    return kept
+
+
+def _drop_thin_users(order: list[str], kept: dict, task: str, p: dict, counts: dict) -> list[str]:
+    """``order`` without the users left with fewer than MIN_PAIRS pairs (warned, counted); raises if none is left."""
+    thin = [u for u in order if len(kept[u]) < MIN_PAIRS]
+    if thin:
+        counts["users_dropped_too_few_pairs"] = len(thin)
+        counts["pairs_dropped_with_users"] = sum(len(kept[u]) for u in thin)
+        warnings.warn(f"{task}: {len(thin)} users dropped with their queries: fewer than {MIN_PAIRS} pairs left "
+                      "(a train and a test pair) after dropping identical, leaking or empty pairs")
+    order = [u for u in order if u not in thin]
+    if not order:
+        raise _no_user_left(task, counts, p)
+    return order
+
+
+def _user_queries(task: str, u: str, group: str, qs: list[dict], profile: list[dict], p: dict,
+                  counts: dict) -> list[dict]:
+    """The user's LaMP questions as queries: an empty gold is dropped, an overlong input cut (both counted)."""
+    keep = max(p["max_query_chars"], len(lamp.task_spec(task).instruction))
+    out = []
+    for q in qs:
+        if not q["output"].strip():
+            counts["queries_dropped_empty_gold"] += 1
+            continue
+        prompt = q["input"]
+        if len(prompt) > keep:
+            counts["queries_truncated"] += 1
+            prompt = prompt[:keep]
+        out.append({"query_id": f"{task}/{q['id']}", "task": task, "user": u, "user_group": group,
+                    "prompt": prompt, "reference": q["output"], "profile": profile, "rule": q.get("rule")})
+    return out
+
+
+def _warn_query_drops(task: str, counts: dict, p: dict) -> None:
+    if counts["queries_dropped_empty_gold"]:
+        warnings.warn(f"{task}: {counts['queries_dropped_empty_gold']} queries dropped: their gold output is "
+                      "empty (ROUGE cannot score them)")
+    if counts["queries_truncated"]:
+        warnings.warn(f"{task}: {counts['queries_truncated']} query inputs longer than max_query_chars="
+                      f"{p['max_query_chars']} characters were cut to that length (the end is cut)")
+
+
+def build_task(questions: list[dict], task: str, generator, params: dict, facts: dict | None = None,
+               paraphraser=None) -> tuple[list[dict], list[dict], dict]:
+    """Pairs, queries and counts of one task (pure: no file I/O beyond the generators' cache).
+
+    ``generator`` makes the rejected responses (``rejected="policy"``); ``paraphraser`` (default:
+    ``generator``) the LaMP-7 pair inputs; ``facts`` (id -> facts, synthetic corpus) feeds
+    ``rejected="other_rule"``. Raises ``ValueError`` naming the task and the counts when no user is left.
+    """
+    p = {**DEFAULTS, **params}
+    paraphraser = paraphraser or generator
+    _check_task_params(p, task, generator, paraphraser, facts)
+    users = group_users(questions)
+    counts = {"users_in_lamp": len(users), "users_skipped_small_profile": 0, "pairs_dropped_identical": 0,
+              "pairs_dropped_leak": 0, **{k: 0 for k in NEW_COUNTS}}
+    order = _user_order(users, task, p, counts)
+    spec = lamp.task_spec(task)
+    items = {u: _usable_items(task, users[u][0]["profile"], p, counts) for u in sorted(order)}
+    chosen_items = {u: random.Random(f"{task}-{u}-{p['seed']}").sample(items[u], min(len(items[u]), p["max_pairs_per_user"]))
+                    for u in sorted(order)}
+    if spec.source_field:
+        source = {(u, it["id"]): it["source"] for u in chosen_items for it in chosen_items[u]}
+    else:  # LaMP-7: the input is the base policy's paraphrase of the tweet, never the tweet itself
+        source = _paraphrase_sources(chosen_items, task, paraphraser, p, counts)
+        chosen_items = {u: [it for it in its if (u, it["id"]) in source] for u, its in chosen_items.items()}
+    prompts = {k: spec.instruction + src for k, src in source.items()}
+    if p["rejected"] == "policy":
+        keys = sorted(prompts)
+        rejected = dict(zip(keys, generator([prompts[k] for k in keys])))
+    elif p["rejected"] == "other_user":
+        with_source = {u: [{**it, "source": source[(u, it["id"])]} for it in chosen_items[u]]
+                       for u in chosen_items} if not spec.source_field else items
+        rejected = _other_user_rejected(with_source, task)
+    else:
+        rule_of_user = {u: users[u][0].get("rule") for u in order}
+        rejected = _other_rule_rejected(chosen_items, rule_of_user, facts, task, p["seed"])
+    kept = _kept_pairs(chosen_items, rejected, counts)
+    uids = _drop_thin_users(order, kept, task, p, counts)  # seen/unseen and train/test only after every drop
+    n_unseen = round(len(uids) * p["unseen_frac"])
+    group = {u: ("unseen" if i < n_unseen else "seen") for i, u in enumerate(uids)}
+    pairs, queries = [], []
+    for u in sorted(uids):
+        n = len(kept[u])
+        n_test = min(max(1, round(n * p["test_frac"])), n - 1)  # as lib.prefdata.split_users
+        for j, (it, rej) in enumerate(kept[u]):
             pairs.append({"pair_id": f"{task}/{u}/{it['id']}", "task": task, "user": u, "user_group": group[u],
                           "split": "test" if j < n_test else "train", "prompt": prompts[(u, it["id"])],
                           "chosen": it["output"], "rejected": rej, "source_id": it["id"]})
-        for q in users[u]:
-            queries.append({"query_id": f"{task}/{q['id']}", "task": task, "user": u, "user_group": group[u],
-                            "prompt": q["input"], "reference": q["output"], "profile": items[u],
-                            "rule": q.get("rule")})
+        queries += _user_queries(task, u, group[u], users[u], items[u], p, counts)
+    _warn_query_drops(task, counts, p)
     counts.update(users=len(uids), seen_users=len(uids) - n_unseen, unseen_users=n_unseen, pairs=len(pairs),
                   train_pairs=sum(x["split"] == "train" for x in pairs), queries=len(queries))
     return pairs, queries, counts
@@ -339,11 +472,15 @@ def build(lamp_root, out_dir, generator=None, corpus: str = "lamp", paraphraser=
     recorded in the manifest so a smoke build can never pass for a real one. ``generator`` (the base
     policy, :func:`policy_generator`) makes the rejected responses of ``rejected="policy"`` and, as
     ``paraphraser`` unless one is given, the LaMP-7 pair inputs: LaMP-7 needs it whatever ``rejected``
-    is. ``rejected="other_rule"`` needs ``corpus="synthetic"`` (it reads ``facts.json``).
+    is. ``rejected="other_rule"`` needs ``corpus="synthetic"`` (it reads ``facts.json``). A task with no
+    user left raises ``ValueError`` (naming task and counts) and nothing is written: an existing
+    ``out_dir`` is left as it was.
     """
     p = {**DEFAULTS, **params}
     if p["rejected"] not in REJECTED:
         raise ValueError(f"rejected must be one of {REJECTED}, got {p['rejected']!r}")
+    if not p["tasks"]:
+        raise ValueError("tasks is empty: nothing to build (an empty Pref-LaMP is never written)")
     if p["rejected"] == "other_rule" and corpus != "synthetic":
         raise ValueError(f"rejected='other_rule' renders the same facts under another user's rule: it needs "
                          f"corpus='synthetic' (users with known rules and facts), got corpus={corpus!r}; "

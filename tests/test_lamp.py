@@ -151,3 +151,26 @@ def test_download_gives_up_with_a_clear_error(tmp_path, server):
     with pytest.raises(ConnectionError, match="local folder"):
         lamp.download(tmp_path, tasks=["LaMP-4"], splits=["train"], base_url=srv.url, retries=2, backoff=0.01)
     assert not list(tmp_path.rglob("*.json"))
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le"])
+def test_utf16_and_utf32_files_are_rejected_clearly(tmp_path, encoding):
+    raw = json.dumps(questions(), ensure_ascii=False).encode(encoding)
+    assert json.loads(raw)  # json.loads alone would accept it silently
+    qf, _ = write_task(tmp_path, questions(), outputs())
+    qf.write_bytes(raw)
+    with pytest.raises(LaMPFormatError, match="UTF-16 or UTF-32.*must be UTF-8.*iconv") as e:
+        lamp.load_task(tmp_path, "LaMP-4", "train")
+    assert str(qf) in str(e.value)
+
+
+def test_utf8_bom_is_accepted_and_bad_utf8_named(tmp_path):
+    qs = questions()
+    qs[0]["profile"][0]["title"] = "Café 🚀 naïve"
+    qf, _ = write_task(tmp_path, qs, outputs())
+    qf.write_bytes(b"\xef\xbb\xbf" + json.dumps(qs, ensure_ascii=False).encode("utf-8"))
+    assert lamp.load_task(tmp_path, "LaMP-4", "train")[0]["profile"][0]["title"] == "Café 🚀 naïve"
+    qf.write_bytes(json.dumps(qs, ensure_ascii=False).encode("latin-1", errors="replace"))
+    with pytest.raises(LaMPFormatError, match="not valid UTF-8") as e:
+        lamp.load_task(tmp_path, "LaMP-4", "train")
+    assert str(qf) in str(e.value)

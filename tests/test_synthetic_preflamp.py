@@ -60,8 +60,10 @@ def test_build_is_deterministic_and_schema(corpus, tmp_path):
     assert set(pairs[0]) == {"pair_id", "task", "user", "user_group", "split", "prompt", "chosen", "rejected",
                              "source_id"}
     assert len({p["pair_id"] for p in pairs}) == len(pairs)
-    for task, c in m1["tasks"].items():
-        assert c["users"] == 6 and c["unseen_users"] == 2 and c["queries"] == 12
+    for task, c in m1["tasks"].items():  # LaMP-7: a user whose tweets the fake paraphraser leaks has < 2 pairs
+        n = 6 - c["users_dropped_too_few_pairs"]
+        assert c["users"] == n and c["unseen_users"] == round(n * 0.25) and c["queries"] == 2 * n
+    assert m1["tasks"]["LaMP-4"]["users"] == m1["tasks"]["LaMP-5"]["users"] == 6
     # users are whole: a user is seen or unseen in every record; queries carry the rule and the profile
     groups = {}
     for r in pairs + queries:
@@ -118,10 +120,14 @@ def test_other_user_rejected_and_paraphrase_guard(corpus, tmp_path):
 
 def test_small_profiles_are_skipped_with_a_warning(tmp_path):
     synthetic.write_synthetic_lamp(tmp_path / "raw", tasks=["LaMP-5"], n_users=3, profile_size=2)
-    with pytest.warns(UserWarning, match="min_profile"):
-        m = preflamp.build(tmp_path / "raw", tmp_path / "o", generator=fake_generator, corpus="synthetic",
+    with pytest.warns(UserWarning, match="min_profile"):  # no user left: an error, never an empty build
+        with pytest.raises(ValueError, match=r"LaMP-5.*min_profile=4 dropped 3 of 3 users.*lower min_profile"):
+            preflamp.build(tmp_path / "raw", tmp_path / "o", generator=fake_generator, corpus="synthetic",
                            tasks=["LaMP-5"], min_profile=4)
-    assert m["tasks"]["LaMP-5"]["users_skipped_small_profile"] == 3 and m["tasks"]["LaMP-5"]["pairs"] == 0
+    assert not (tmp_path / "o").exists()
+    m = preflamp.build(tmp_path / "raw", tmp_path / "o", generator=fake_generator, corpus="synthetic",
+                       tasks=["LaMP-5"], min_profile=2)
+    assert m["tasks"]["LaMP-5"]["users_skipped_small_profile"] == 0 and m["tasks"]["LaMP-5"]["pairs"] == 6
 
 
 def test_outputs_have_normal_permissions_and_portable_manifest(corpus, tmp_path):
@@ -136,3 +142,31 @@ def test_outputs_have_normal_permissions_and_portable_manifest(corpus, tmp_path)
     from lib import REPO_ROOT
     assert preflamp._display_path(REPO_ROOT / "data" / "raw" / "synthetic") == "data/raw/synthetic"
     assert preflamp._display_path(tmp_path) == str(tmp_path.resolve())
+
+
+def test_generation_cache_repairs_a_cut_last_line(tmp_path):
+    """A kill mid-write leaves a last line without newline: the next open drops it (warned once, file rewritten),
+    so a new record is not glued onto it; bad lines (not an object, a key missing) are handled the same way."""
+    import warnings
+
+    path = tmp_path / "gen.jsonl"
+    cache = preflamp.GenerationCache(path, "k")
+    cache.add(["a", "b", "c"], ["A", "B", "C"])
+    text = path.read_text()
+    path.write_text(text[: len(text) - 9])  # the record of "c" cut mid-way
+    with pytest.warns(UserWarning, match=r"gen.jsonl: line\(s\) \[3\] unreadable"):
+        cache = preflamp.GenerationCache(path, "k")
+    assert path.read_text().endswith("\n") and (cache.get("a"), cache.get("c")) == ("A", None)
+    cache.add(["d"], ["D"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second load is clean
+        again = preflamp.GenerationCache(path, "k")
+    assert [again.get(p) for p in "abcd"] == ["A", "B", None, "D"]
+    with open(path, "a") as f:
+        f.write('[1, 2]\n{"k": "x"}\n')
+    with pytest.warns(UserWarning, match=r"line\(s\) \[4, 5\]"):
+        preflamp.GenerationCache(path, "k")
+    assert len(path.read_text().splitlines()) == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert preflamp.GenerationCache(path, "k").get("d") == "D"
