@@ -174,14 +174,65 @@ def featurizer(name: str, device=None, **kw):
     return (LMFeaturizer if s.kind == "causal_lm" else EncoderFeaturizer).from_name(name, device=device, **kw)
 
 
+class CorruptCacheError(ValueError):
+    """A feature cache file cannot be used; the message names it and says to delete it."""
+
+
+def _corrupt(path):
+    return lambda why: CorruptCacheError(f"feature cache {path} is corrupt ({why}); delete it and the next run "
+                                         "recomputes it")
+
+
+def load_torch(path):
+    """``torch.load(path, weights_only=True)`` (no code is unpickled), or :class:`CorruptCacheError` naming
+    the file and saying whether it is empty, truncated or not a torch file."""
+    path, corrupt = Path(path), _corrupt(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise corrupt("empty file")
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file: say which and what to do
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head == b"PK\x03\x04":  # torch.save writes a zip archive: the start is there, the end is not
+            why = f"truncated: a torch zip archive of {size} bytes without its end"
+        else:
+            why = "not a torch file"
+        # torch's own message is left out: it is long and may suggest weights_only=False (unpickling code)
+        raise corrupt(f"{why}; torch.load: {type(e).__name__}") from None
+
+
+def load_cache(path, n_rows: int | None = None, dim: int | None = None) -> torch.Tensor:
+    """A cached feature tensor ``[n_rows, dim]`` (``weights_only``: no code is unpickled), or
+    :class:`CorruptCacheError` naming the file: empty, truncated, not a torch file, or not a 2-D
+    floating-point tensor of the expected shape."""
+    path = Path(path)
+    corrupt = _corrupt(path)
+    x = load_torch(path)
+    if not isinstance(x, torch.Tensor):
+        raise corrupt(f"holds a {type(x).__name__}, not a feature tensor")
+    want = f"[{'?' if n_rows is None else n_rows}, {'?' if dim is None else dim}]"
+    if x.dim() != 2 or not x.is_floating_point() or (n_rows is not None and x.shape[0] != n_rows) \
+            or (dim is not None and x.shape[1] != dim):
+        raise corrupt(f"a {x.dtype} tensor of shape {list(x.shape)} where {want} floating-point features "
+                      f"({'one row per prompt' if n_rows is not None else 'rows'}) were expected")
+    return x
+
+
 def cached_features(feat, prompts, responses, cache_dir: str | Path, progress: bool = True) -> torch.Tensor:
-    """``feat.features`` memoised on disk, keyed by backbone name, kind and the exact texts."""
+    """``feat.features`` memoised on disk, keyed by backbone name, kind and the exact texts.
+
+    The cache file is written atomically (no truncated file after a kill); an unusable one (empty,
+    truncated, not a torch file, wrong shape) raises :class:`CorruptCacheError` naming it.
+    """
+    prompts, responses = list(prompts), list(responses)
     key = sha256_text("\x1e".join([feat.name, feat.kind, str(getattr(feat, "max_length", ""))]
                                   + [f"{p}\x1f{r}" for p, r in zip(prompts, responses)]))[:24]
     path = Path(cache_dir) / f"{feat.name}-{key}.pt"
     if path.exists():
-        return torch.load(path)
-    x = feat.features(list(prompts), list(responses), progress=progress)
+        return load_cache(path, min(len(prompts), len(responses)), getattr(feat, "dim", None))
+    x = feat.features(prompts, responses, progress=progress)
     with atomic_path(path) as tmp:
         torch.save(x, tmp)
     return x

@@ -49,12 +49,50 @@ def _files(path) -> list[Path]:
     return files
 
 
+def check_local_file(f) -> None:
+    """Check a local json / jsonl / parquet file before ``datasets`` reads it, so that a bad one fails
+    with :class:`lib.io.BadFileError` (a ``ValueError``) naming the file and what is wrong: empty, not
+    UTF-8 (UTF-16 / UTF-32), an HTML page, invalid JSON (line, and column for ``.json``), truncated, or
+    not a valid parquet file."""
+    from .io import BadFileError, check_json, decode_text, parse_jsonl
+
+    f = Path(f)
+    raw = f.read_bytes() if f.suffix != ".parquet" else None
+    if f.suffix == ".parquet":
+        size = f.stat().st_size
+        with open(f, "rb") as fh:
+            head = fh.read(4)
+            fh.seek(max(size - 4, 0))
+            tail = fh.read(4)
+        why = "empty file" if size == 0 else None
+        if why is None and head != b"PAR1":
+            why = "it does not start with the parquet magic bytes PAR1"
+        if why is None and (size < 12 or tail != b"PAR1"):
+            why = "it does not end with the parquet footer (truncated?)"
+        if why is None:
+            import pyarrow.parquet as pq
+
+            try:
+                pq.ParquetFile(f).metadata
+            except Exception as e:  # noqa: BLE001 - any unreadable footer
+                why = f"unreadable footer ({type(e).__name__}: {str(e)[:160]})"
+        if why:
+            raise BadFileError(f"{f}: not a valid parquet file ({why}); fetch or regenerate it")
+    elif f.suffix == ".jsonl":
+        if not raw.strip():
+            raise BadFileError(f"{f}: empty file (expected JSON-lines records)")
+        parse_jsonl(f, decode_text(f, raw))
+    else:  # .json (a document or JSON lines) or a file given by name
+        check_json(f, raw)
+
+
 def read_rows(name: str, path=None, splits=("train",), revision: str | None = None):
     """Yield ``(where, row)`` of a dataset: local files under ``path`` or the hub (``HUB[name]``)."""
     import datasets
 
     if path is not None:
         for f in _files(path):
+            check_local_file(f)
             try:
                 ds = datasets.load_dataset(SUFFIXES.get(f.suffix, "json"), data_files=str(f), split="train")
             except Exception as e:  # arrow type errors etc.

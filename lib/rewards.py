@@ -171,10 +171,16 @@ FEATURE_VERSION = "pairs-v3"  # part of the feature cache key: bump when the com
 
 
 def _load_features(path) -> dict:
-    try:
-        return torch.load(path, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file: say which and what to do
-        raise ValueError(f"feature cache {path} is unreadable ({type(e).__name__}: {e}); delete it to recompute") from None
+    """The cached pair features, or :class:`lib.features.CorruptCacheError` naming the file (empty, truncated,
+    not a torch file, or not the dict of feature tensors this module writes)."""
+    from .features import _corrupt, load_torch
+
+    d = load_torch(path)
+    if not isinstance(d, dict) or not {"chosen", "rejected"} <= set(d) or \
+            not all(isinstance(v, torch.Tensor) and v.is_floating_point() for v in d.values()):
+        raise _corrupt(path)(f"holds a {type(d).__name__} that is not the dict of pair feature tensors (chosen, "
+                             "rejected[, prefix_*]) written by PairFeatures")
+    return d
 
 
 def _cut(frac: torch.Tensor, n: int) -> torch.Tensor:
@@ -642,6 +648,42 @@ class VPL(RewardModel):
 METHODS: dict[str, type[RewardModel]] = {c.method: c for c in (BT, Individual, UserEmbedding, LoRe, PAL, VPL)}
 
 
+def check_methods(methods, arch: dict | None = None) -> list[str]:
+    """``methods`` as a list, or ``ValueError`` up front (before any features or training) naming unknown
+    method names and listing the known ones (:data:`METHODS`). ``arch`` (method -> architecture keywords,
+    as :func:`train_zoo` takes it) is checked too: every key must be a known method and every keyword one
+    that the method's constructor or :func:`train` names (others would be silently ignored)."""
+    import inspect
+
+    known = sorted(METHODS)
+    if isinstance(methods, str):
+        raise ValueError(f"methods must be a list of method names, got the string {methods!r} "
+                         f"(e.g. [{methods!r}]); known: {known}")
+    methods = list(methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown reward-model method(s) {unknown}; known: {known}")
+    if arch is None:
+        return methods
+    if not isinstance(arch, dict):
+        raise ValueError(f"arch must map a method name to its keyword arguments, got a {type(arch).__name__}")
+    unknown = [m for m in arch if m not in METHODS]
+    if unknown:
+        raise ValueError(f"arch: unknown reward-model method(s) {unknown}; known: {known}")
+    skip = {"self", "backbone", "feature_kind", "dim", "users", "method", "records", "features"}
+    named = lambda f: {k for k, p in inspect.signature(f).parameters.items()  # noqa: E731
+                       if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - skip
+    for m, kw in arch.items():
+        if not isinstance(kw, dict):
+            raise ValueError(f"arch[{m!r}] must be a dict of keyword arguments, got {kw!r:.80}")
+        own = named(METHODS[m].__init__)
+        bad = sorted(set(kw) - own - named(train))
+        if bad:
+            raise ValueError(f"arch[{m!r}]: unknown option(s) {bad}; {m} takes {sorted(own) or 'none'} "
+                             "(and the keywords of train())")
+    return methods
+
+
 # ======================================================================================
 # training
 # ======================================================================================
@@ -1028,6 +1070,7 @@ def train_zoo(records, features, task: str, out_root, methods=tuple(METHODS), se
     row has ``degenerate = "diverged: ..."``, NaN accuracies, ``dir = ""``; nothing is saved and it has
     no per-pair correctness.
     """
+    methods = check_methods(methods, arch)  # before any training: a typo fails at once
     hparams, arch, adapt_kw = dict(hparams or {}), dict(arch or {}), dict(adapt_kw or {})
     rows, correct = [], {}
     grid = [(m, s, p) for m in methods for s in seeds for p in prefix_options if not (finetune and p)]

@@ -234,21 +234,41 @@ def write_synthetic_lamp(root: str | Path, tasks=("LaMP-4", "LaMP-5", "LaMP-7"),
 
     Deterministic per seed: the same arguments give the same bytes.
     """
-    from .lamp import file_path
+    from .lamp import SPLITS, file_path
 
+    check_tasks(tasks)
+    bad = [sp for sp in ([splits] if isinstance(splits, str) else splits) if sp not in SPLITS]
+    if isinstance(splits, str) or bad:
+        raise ValueError(f"splits must be a list drawn from {list(SPLITS)}, got {splits!r}")
     root = Path(root)
-    all_rules, all_facts = {}, {}
-    for task in tasks:
+    all_rules, all_facts, files = {}, {}, []
+    for task in tasks:  # everything is generated before anything is written: a failure writes nothing
         for si, split in enumerate(splits):
             q, o, rules, facts = generate_task(task, n_users, profile_size, queries_per_user, seed * 1000 + si,
                                                str(si))
-            write_json(file_path(root, task, split, "questions"), q)
-            write_json(file_path(root, task, split, "outputs"), o)
+            files += [(file_path(root, task, split, "questions"), q), (file_path(root, task, split, "outputs"), o)]
             all_rules[f"{task}/{split}"] = rules
             all_facts[f"{task}/{split}"] = facts
+    for f, obj in files:
+        write_json(f, obj)
     write_json(root / "rules.json", {"seed": seed, "rules": all_rules, "descriptions": RULES})
     write_json(root / "facts.json", {"seed": seed, "facts": all_facts})
     return root
+
+
+def check_tasks(tasks) -> None:
+    """``ValueError`` listing the supported tasks if ``tasks`` (a list of names) holds an unknown one."""
+    from .lamp import TASKS
+
+    if isinstance(tasks, str):
+        raise ValueError(f"tasks must be a list of task names, got the string {tasks!r} "
+                         f"(e.g. [{tasks!r}]); supported: {', '.join(TASKS)}")
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        hints = [f"{t!r} -> {k!r}" for t in unknown for k in TASKS
+                 if isinstance(t, str) and t.lower().replace("_", "-") == k.lower()]
+        raise ValueError(f"unknown synthetic task(s) {unknown}; supported: {', '.join(TASKS)}"
+                         + (f" (did you mean {', '.join(hints)}?)" if hints else ""))
 
 
 def load_facts(root: str | Path) -> dict:

@@ -14,6 +14,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from lib.io import write_text  # noqa: E402
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 FIGURES = [("generation_best", "Base vs best ICL vs best RGD"),
            ("scatter_rm_policy_cumulative", "RM accuracy vs policy accuracy (cumulative)"),
@@ -52,9 +55,7 @@ def main(argv=None) -> int:
     _, tail = rest.split(END, 1)
     new = f"{head}{START}\n{section(a.profile)}\n{END}{tail}"
     if new != text:
-        tmp = readme.with_suffix(".md.tmp")
-        tmp.write_text(new, encoding="utf-8")
-        tmp.replace(readme)
+        write_text(readme, new)  # unique temporary sibling, renamed in: never a half-written README
         print(f"README.md: Results section updated from figures/{a.profile}/")
     return 0
 
