@@ -585,3 +585,67 @@ def selection_table(upstream: pd.DataFrame, rgd_selected: pd.DataFrame, n_boot: 
         raise ValueError("selection_table: no upstream metric column in the input")
     out = pd.concat(rows, ignore_index=True)
     return out[["task", "policy", "metric", "n", "tau", "ci_lo", "ci_hi", "p"]]
+
+
+# --- notebook 05 as functions (the notebook and scripts/shard_generate.py call them) ----------------
+GENERATION_PARAMS = ("seed", "tasks", "queries_per_user", "icl_ks", "icl_retriever", "icl_max_tokens", "rgd_ws",
+                     "calibrated", "rgd_k", "rm_methods", "rm_backbones", "rm_seeds", "rm_prefix_train",
+                     "unknown_users", "max_new_tokens", "batch_size", "rgd_batch_size", "user_block")
+
+
+def _check_params(params: dict) -> None:
+    missing = [k for k in GENERATION_PARAMS if k not in params]
+    if missing:
+        raise KeyError(f"generation parameters {missing} missing (notebook 05's parameters cell declares them)")
+
+
+def generation_queries(P, params: dict) -> list[dict]:
+    """Notebook 05's queries: the held-out Pref-LaMP queries of ``params["tasks"]``, the first
+    ``params["queries_per_user"]`` of each user (:func:`limit_queries`)."""
+    from .preflamp import load_queries
+
+    _check_params(params)
+    queries = [q for q in load_queries(P.preflamp) if q["task"] in params["tasks"]]
+    return limit_queries(queries, params["queries_per_user"])
+
+
+def generate_policy_rows(P, policy: str, model, tok, rm_index: pd.DataFrame, params: dict, queries=None,
+                         progress: bool = True) -> pd.DataFrame:
+    """Notebook 05's rows of one policy: for every task, its reward models selected from ``rm_index``
+    (:func:`read_rm_index`, named by its unique ``rm`` column), loaded and adapted to unseen users
+    (:func:`load_task_rms`), then :func:`evaluate` of base / ICL / RGD with ``params`` (the keys of
+    notebook 05's parameters cell, :data:`GENERATION_PARAMS`). ``queries``: default
+    :func:`generation_queries`; a subset of whole users gives exactly those users' rows (sharding).
+    Rows sorted by :func:`sort_rows`; generations cached under ``P.cache / "generation"``."""
+    from .preflamp import load_pairs
+
+    _check_params(params)
+    p = params
+    queries = generation_queries(P, p) if queries is None else queries
+    rgd_fn, rgd_tag = rgd_adapter(policy, k=p["rgd_k"])
+    frames = []
+    for task in p["tasks"]:
+        sel = select_rms(rm_index, task, p["rm_methods"], p["rm_backbones"], p["rm_seeds"], p["rm_prefix_train"],
+                         policy=policy)
+        rms = load_task_rms(sel, load_pairs(P.preflamp, task), policy, model, tok, P.cache / "features",
+                            calibrated=p["calibrated"])
+        if progress:
+            print(f"{policy} / {task}: {len(rms)} reward models x {len(p['rgd_ws'])} w, ICL k={p['icl_ks']}")
+        frames.append(evaluate(
+            [q for q in queries if q["task"] == task], model, tok, policy, icl_ks=p["icl_ks"],
+            icl_retriever=p["icl_retriever"], icl_max_tokens=p["icl_max_tokens"], rms=rms, ws=p["rgd_ws"],
+            rgd_fn=rgd_fn, rgd_tag=rgd_tag, max_new_tokens=p["max_new_tokens"], batch_size=p["batch_size"],
+            rgd_batch_size=p["rgd_batch_size"], cache_dir=P.cache / "generation", seed=p["seed"],
+            unknown_users=p["unknown_users"], user_block=p["user_block"], progress=progress))
+    frames = [f for f in frames if len(f)]  # pandas ignores empty frames' dtypes in concat (and warns)
+    return sort_rows(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame(columns=ROW_COLUMNS)
+
+
+def finish_generations(frames: list[pd.DataFrame], queries: list[dict], seed: int = 0,
+                       val_frac: float = 0.5) -> pd.DataFrame:
+    """Notebook 05's ``generations.csv`` table: the policies' rows (frames in the order of ``policies``)
+    in :func:`sort_rows` order with the ``half`` (val / test) of each query over all ``queries``."""
+    frames = [f for f in frames if len(f)]
+    results = sort_rows(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame(columns=ROW_COLUMNS)
+    results["half"] = results.query_id.map(query_halves(queries, seed, val_frac))
+    return results

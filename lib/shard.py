@@ -4,7 +4,8 @@ Launch any script that calls :func:`run_sharded` with ``accelerate launch --mult
 --num_processes N script.py ...`` (on a CPU-only machine the same command starts N CPU processes
 talking over gloo) or with ``torchrun --nproc_per_node N``; run without a launcher it is one process.
 
-* Units of work (users, or ids of fixed user blocks) are sorted and split into contiguous chunks,
+* Units of work (users, or ids of fixed user blocks such as scripts/shard_generate.py's ``<task>|<block>``)
+  are sorted and split into contiguous chunks,
   exactly as ``PartialState.split_between_processes`` splits a list.
 * Each process writes its rows to ``<out>.shard<rank>-of-<N>.jsonl`` atomically.
 * After a barrier, rank 0 merges all shards sorted by ``sort_by`` (a stable sort; rows of one user

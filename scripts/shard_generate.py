@@ -1,110 +1,134 @@
-"""Behavioural evaluation (base / ICL / RGD generations + ROUGE) sharded by user across processes.
+"""Notebook 05's generations (base / ICL / RGD, scored with ROUGE), sharded by user across processes or GPUs.
 
     # one process
-    python scripts/shard_generate.py --profile smoke --model smollm2-135m
-    # N processes (GPUs, or CPU processes over gloo when there is no GPU)
-    accelerate launch --multi_gpu --num_processes N scripts/shard_generate.py --profile paper --model qwen2.5-7b
+    python scripts/shard_generate.py --profile smoke
+    # N processes: GPUs, or CPU processes over gloo when there is no GPU (accelerate launch or torchrun)
+    accelerate launch --multi_gpu --num_processes 8 scripts/shard_generate.py --profile paper
+    # then the figures and tables (notebook 06) from that file
+    make figures PROFILE=paper
 
-Writes the merged rows (lib.evaluate.ROW_COLUMNS, sorted by task, user, query, system) to --out,
-by default ``paths(profile).eval / "generation" / "<model>.jsonl"``; the merge is byte-identical
-whatever the number of processes. RGD runs when --rm-index names an index CSV of notebook 02.
+What it computes is notebook 05's generation cell, through the same functions
+(:func:`lib.evaluate.generate_policy_rows` per policy, :func:`lib.evaluate.finish_generations`):
+the profile's notebook-05 parameters (the notebook's defaults merged with ``configs/<profile>.yaml`` by
+:func:`lib.pipeline.parameters_for`, the Makefile's checks), the profile's Pref-LaMP queries, and the
+reward models of the profile's RM index (``rms/index.csv``, named by its unique ``rm`` column,
+adapted to unseen users, selected per task and policy by the profile's ``rm_*`` filters).
+
+Output: ``paths(profile).eval / "generations.csv"`` (or ``--out``), byte-identical to the file notebook
+05 writes and to that of one process, whatever the number of processes. The units of sharding are each
+task's fixed user blocks (in which notebook 05 batches); each rank writes its rows to
+``<out stem>.shards/rows.shard<rank>-of-<N>.jsonl``, rank 0 merges them into ``rows.jsonl`` there and
+writes the CSV.
+
+Make: the file is the target of ``make generation``. Written after its inputs (notebook 05, the RM index,
+the profile, lib/), it is up to date for Make, so ``make figures`` goes straight to notebook 06. Should Make
+re-run notebook 05 anyway (an input edited later), the notebook finds every generation in the shared cache
+(``data/cache/generation``, keyed by what determines each output) and only re-scores: same file. To keep
+Make from re-running it after such an edit, ``touch data/processed/<profile>/eval/generations.csv``.
+
+``--policy`` narrows the profile's policies (the output then holds only theirs, so it needs ``--out``);
+``--model-dir`` loads the single policy from a local HF folder instead of the model registry (tests).
 """
 from __future__ import annotations
 
 import argparse
+import ast
 from pathlib import Path
 
+import pandas as pd
 import torch
 
-from lib import evaluate, models, shard
+from lib import evaluate, models, pipeline, shard
 from lib.config import paths
-from lib.io import read_jsonl
+from lib.io import seed_everything
 
-SORT_BY = ("task", "user", "query_id", "system", "rm", "param")
+NOTEBOOK = "05_generation"
+SORT_BY = ("task", "user", "query_id", "system", "rm", "param")  # shard merge; ties keep the policies' order
 
 
 def parse(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="smoke")
-    ap.add_argument("--model", default="smollm2-135m", help="registry name of the policy")
-    ap.add_argument("--model-dir", help="a local HF folder instead of a registry model (tests)")
-    ap.add_argument("--queries", help="queries JSONL (default: Pref-LaMP queries of the profile)")
-    ap.add_argument("--task", help="only this task")
-    ap.add_argument("--out", help="merged output JSONL")
-    ap.add_argument("--cache-dir", help="generation cache (default: paths(profile).cache / 'generation')")
-    ap.add_argument("--icl-ks", default="1,2,4")
-    ap.add_argument("--retriever", default="bm25")
-    ap.add_argument("--icl-max-tokens", type=int, default=512)
-    ap.add_argument("--rm-index", help="index.csv of notebook 02: RGD with every reward model in it")
-    ap.add_argument("--ws", default="0.5,1.0,2.0")
-    ap.add_argument("--rgd-k", type=int, default=10)
-    ap.add_argument("--max-new-tokens", type=int, default=24)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--rgd-batch-size", type=int, default=48, help="rows (query x reward model x w) per RGD batch")
-    ap.add_argument("--user-block", type=int, default=8, help="users batched together (the sharding unit)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per process")
+    ap.add_argument("--configs", help="folder of <profile>.yaml (default: configs/)")
+    ap.add_argument("--policy", nargs="+", help="only these policies (default: the profile's); needs --out")
+    ap.add_argument("--model-dir", help="a local HF folder for the (single) policy instead of the registry (tests)")
+    ap.add_argument("--out", help="output CSV (default: paths(profile).eval / 'generations.csv')")
+    ap.add_argument("--threads", type=int, help="torch CPU threads per process (default: the profile's 'threads')")
     return ap.parse_args(argv)
 
 
-def load_rms(index_csv, task):
-    import pandas as pd
+def notebook_params(profile: str, configs_dir=None) -> dict:
+    """Notebook 05's parameters for ``profile``: its declared defaults, overridden as papermill would."""
+    declared = pipeline.declared_parameters(pipeline.notebook_path(NOTEBOOK))
+    defaults = {k: ast.literal_eval(v) for k, v in declared.items()}
+    return {**defaults, **pipeline.parameters_for(NOTEBOOK, profile, configs_dir)}
 
-    from lib.rewards import load_reward_model
 
-    idx = pd.read_csv(index_csv)
-    if task:
-        idx = idx[idx.task == task]
-    return {str(Path(d).name): load_reward_model(Path(index_csv).parent / d) for d in sorted(idx["dir"])}
+def load_policy(name: str, model_dir, device):
+    if not model_dir:
+        return models.load_causal_lm(name, device=device)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir).to(device).eval().requires_grad_(False)
+    model.registry_name = name  # lib.rgd: reward models on the backbone `name` share the policy's forward
+    return model, AutoTokenizer.from_pretrained(model_dir)
+
+
+def task_blocks(queries: list[dict], params: dict) -> dict[str, tuple[str, list[str]]]:
+    """The units of sharding: ``"<task>|<block>" -> (task, users)``, the fixed user blocks in which
+    :func:`lib.evaluate.evaluate` batches each task's queries (notebook 05 calls it once per task and
+    policy). A process's share of a task is a union of whole blocks, which evaluate re-blocks the same
+    way, so its batches, and every generation, are those of one process."""
+    units = {}
+    for task in params["tasks"]:
+        users = [q["user"] for q in queries if q["task"] == task]
+        for i, block in enumerate(evaluate.user_blocks(users, params["user_block"])):
+            units[f"{task}|{i:06d}"] = (task, block)
+    return units
+
+
+def rows_path(out) -> Path:
+    out = Path(out)
+    return out.with_name(f"{out.stem}.shards") / "rows.jsonl"
 
 
 def main(argv=None):
     a = parse(argv)
-    torch.set_num_threads(a.threads)
+    params = notebook_params(a.profile, a.configs)
+    policies = a.policy or params["policies"]
+    if policies != params["policies"] and not a.out:
+        raise SystemExit(f"--policy {policies} differs from the profile's {params['policies']}: pass --out "
+                         "(eval/generations.csv must hold what notebook 05 writes)")
+    if a.model_dir and len(policies) != 1:
+        raise SystemExit(f"--model-dir serves one policy, not {policies}: pass --policy NAME")
+    torch.set_num_threads(a.threads or params["threads"])
+    seed_everything(params["seed"])
     st = shard.state()
     P = paths(a.profile)
-    name = Path(a.model_dir).name if a.model_dir else a.model
-    if a.model_dir:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    out = Path(a.out) if a.out else P.eval / "generations.csv"
+    queries = evaluate.generation_queries(P, params)
+    rm_index = evaluate.read_rm_index(P.rms / "index.csv")
+    units = task_blocks(queries, params)
 
-        model = AutoModelForCausalLM.from_pretrained(a.model_dir).to(st.device).eval()
-        tok = AutoTokenizer.from_pretrained(a.model_dir)
-    else:
-        model, tok = models.load_causal_lm(a.model, device=st.device)
-    if a.queries:
-        queries = read_jsonl(a.queries)
-    else:
-        from lib.preflamp import load_queries
+    def work(my_units):
+        keys = {(units[u][0], user) for u in my_units for user in units[u][1]}
+        mine = [q for q in queries if (q["task"], str(q["user"])) in keys]
+        rows = []
+        for policy in policies if mine else []:
+            model, tok = load_policy(policy, a.model_dir, st.device)
+            rows += evaluate.generate_policy_rows(P, policy, model, tok, rm_index, params, queries=mine,
+                                                  progress=st.is_main_process).to_dict("records")
+            del model
+        return rows
 
-        queries = load_queries(P.preflamp)
-    if a.task:
-        queries = [q for q in queries if q["task"] == a.task]
-    evaluate.check_queries(queries)
-    rms, rgd_fn, tag = {}, None, ""
-    if a.rm_index:
-        rms = load_rms(a.rm_index, a.task)
-        rgd_fn, tag = evaluate.rgd_adapter(name, k=a.rgd_k)
-    out = Path(a.out) if a.out else P.eval / "generation" / f"{name}.jsonl"
-    cache = Path(a.cache_dir) if a.cache_dir else P.cache / "generation"
-
-    blocks = evaluate.user_blocks([q["user"] for q in queries], a.user_block)
-
-    def work(block_ids):
-        users = {u for i in block_ids for u in blocks[int(i)]}
-        mine = [q for q in queries if str(q["user"]) in users]
-        if not mine:
-            return []
-        df = evaluate.evaluate(mine, model, tok, name, icl_ks=[int(k) for k in a.icl_ks.split(",") if k],
-                               icl_retriever=a.retriever, icl_max_tokens=a.icl_max_tokens, rms=rms,
-                               ws=[float(w) for w in a.ws.split(",") if w], rgd_fn=rgd_fn, rgd_tag=tag,
-                               max_new_tokens=a.max_new_tokens, batch_size=a.batch_size, rgd_batch_size=a.rgd_batch_size,
-                               cache_dir=cache,
-                               seed=a.seed, user_block=a.user_block, progress=st.is_main_process)
-        return df.to_dict("records")
-
-    rows = shard.run_sharded(work, [f"{i:06d}" for i in range(len(blocks))], out, sort_by=SORT_BY, st=st)
+    rows = shard.run_sharded(work, sorted(units), rows_path(out), sort_by=SORT_BY, st=st)
     if st.is_main_process:
-        print(f"[shard_generate] {len(rows)} rows from {st.num_processes} process(es) -> {out}", flush=True)
+        df = pd.DataFrame(rows, columns=evaluate.ROW_COLUMNS)
+        results = evaluate.finish_generations([df], queries, params["seed"], params["val_frac"])
+        evaluate.write_results(results, out)
+        print(f"[shard_generate] {len(results)} rows of {policies} from {st.num_processes} process(es) -> {out}",
+              flush=True)
+    st.wait_for_everyone()
 
 
 if __name__ == "__main__":
