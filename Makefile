@@ -1,6 +1,8 @@
 # Pipeline of the project: `make help` lists the targets.
 # PROFILE=smoke (default: synthetic LaMP-format corpus, packaged SmolLM2, CPU, minutes)
+# PROFILE=lamp-cpu (real LaMP files placed under data/raw/lamp, packaged models, user sample, CPU)
 # PROFILE=paper (real LaMP download, Qwen2.5 0.5B-7B, GPU, hours).
+# DATA_ROOT=DIR puts data/, figures/ and build/ under DIR instead of the repository (make test-lamp-cpu uses it).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PROFILE ?= smoke
@@ -8,13 +10,17 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG := configs/$(PROFILE).yaml
-DATA := data/processed/$(PROFILE)
-FIG := figures/$(PROFILE)
+DATA_ROOT ?= .
+DATA := $(DATA_ROOT)/data/processed/$(PROFILE)
+FIG := $(DATA_ROOT)/figures/$(PROFILE)
 LIB := $(wildcard lib/*.py)
 RUN := $(PY) -m lib.pipeline --profile $(PROFILE)
 export PYTHONHASHSEED := 0
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_DISABLE_TELEMETRY := 1
+ifneq ($(DATA_ROOT),.)
+export PRC_ROOT := $(abspath $(DATA_ROOT))
+endif
 
 # The artifact each notebook writes: Make re-runs a notebook only when an input is newer.
 PREFLAMP := $(DATA)/preflamp/manifest.json
@@ -24,11 +30,11 @@ POLACC := $(DATA)/eval/policy_accuracy.csv
 GEN := $(DATA)/eval/generations.csv
 FIGS := $(FIG)/summary.md
 
-.PHONY: help setup data rms rgd policy-accuracy generation figures all test test-unit test-notebooks \
+.PHONY: help setup data rms rgd policy-accuracy generation figures all test test-unit test-notebooks test-lamp-cpu \
         bench strip clean distclean readme
 
 help: ## Show this help
-	@echo "usage: make [target] [PROFILE=smoke|paper]"
+	@echo "usage: make [target] [PROFILE=smoke|lamp-cpu|paper] [DATA_ROOT=.]"
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
 
 setup: $(VENV)/.installed ## Create .venv with the pinned, tested environment (runs once)
@@ -68,7 +74,7 @@ $(GEN): notebooks/05_generation.ipynb $(RMS) $(CONFIG) $(LIB) | setup
 $(FIGS): notebooks/06_figures_tables.ipynb $(POLACC) $(GEN) $(RMS) $(CONFIG) $(LIB) | setup
 	$(RUN) 06_figures_tables
 
-test: setup test-unit test-notebooks ## Unit tests, then every notebook as stored (nbval checks the kept headline numbers)
+test: setup test-unit test-notebooks test-lamp-cpu ## Unit tests, every notebook as stored (nbval checks the kept headline numbers), then lamp-cpu on a real-layout fixture
 
 test-unit: | setup ## Unit tests only
 	$(PY) -m pytest tests -q --durations=8
@@ -85,6 +91,15 @@ test-notebooks: | setup ## Execute every notebook as stored (smoke defaults) in 
 	echo "[test-notebooks] in $$tmp (data/cache copied: $$([ -d data/cache ] && echo yes || echo no))" && \
 	cd "$$tmp/notebooks" && PRC_ROOT="$$tmp" TQDM_DISABLE=1 HF_DATASETS_DISABLE_PROGRESS_BARS=1 $(abspath $(PY)) -m pytest .
 
+# The lamp-cpu profile end to end (every notebook, through Make) on a small LaMP fixture in the official layout with
+# real-data properties (few profile items, shared headlines, an empty gold, a very long input), in a temporary
+# DATA_ROOT; then every artifact is checked for sanity (lib/sanity.py).
+test-lamp-cpu: | setup ## make figures PROFILE=lamp-cpu on a real-layout LaMP fixture in a temporary folder, then check every artifact
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PY) tests/real_lamp_fixture.py "$$tmp/data/raw/lamp" && \
+	TQDM_DISABLE=1 $(MAKE) --no-print-directory figures rgd PROFILE=lamp-cpu DATA_ROOT="$$tmp" && \
+	$(PY) -m lib.sanity --profile lamp-cpu --root "$$tmp"
+
 bench: | setup ## Benchmarks: RGD decoding paths, batched teacher forcing, multi-RM generation (ratios vs baselines)
 	$(PY) scripts/bench_rgd.py
 
@@ -92,7 +107,7 @@ strip: | setup ## Strip outputs from the notebooks, except the kept headline cel
 	$(VENV)/bin/nbstripout notebooks/*.ipynb
 
 clean: ## Remove executed notebooks, processed data and figures of PROFILE
-	rm -rf build/$(PROFILE) $(DATA) $(FIG)
+	rm -rf $(DATA_ROOT)/build/$(PROFILE) $(DATA) $(FIG)
 
 distclean: clean ## Also remove the venv, model and generation caches and raw data
 	rm -rf $(VENV) .cache data/cache data/raw build

@@ -5,7 +5,7 @@
 ``configs/<profile>.yaml`` holds ``common`` parameters and one section per notebook; papermill
 injects them into the notebook's ``parameters`` cell. A key that the notebook does not declare is an
 error (a typo would otherwise be ignored). The executed notebook goes to ``build/<profile>/``
-(git-ignored); the artifacts it writes are what the Makefile tracks.
+(git-ignored; under ``$PRC_ROOT`` when set); the artifacts it writes are what the Makefile tracks.
 
 Kept outputs: cells whose metadata says ``"keep_output": true`` (nbstripout leaves their outputs in
 git) display headline numbers, and are tagged ``nbval-check-output`` so that ``make test`` compares
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from . import REPO_ROOT
-from .config import load_profile
+from .config import data_root, load_profile
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 
@@ -98,6 +98,35 @@ def parameters_for(name: str, profile: str, configs_dir=None) -> dict:
     return params
 
 
+def apply_profile(namespace: dict, name: str, verbose: bool = True, configs_dir=None) -> dict:
+    """Merge ``configs/<profile>.yaml`` into a notebook's variables when it runs outside the Makefile.
+
+    Called by every notebook's setup cell with ``globals()``: on Colab or in Jupyter, setting
+    ``profile = "paper"`` in the parameters cell then runs with the paper settings, not only into the
+    paper folders. A parameter whose value still equals the notebook's default takes the profile's value;
+    one the user changed by hand (or papermill injected, which is the same profile's value) is kept.
+    Prints what it changed; returns ``{key: new value}``.
+    """
+    import ast
+
+    path = notebook_path(name)
+    params = parameters_for(path.stem, namespace.get("profile", KEEP_PROFILE), configs_dir)
+    changed = {}
+    for key, default_src in declared_parameters(path).items():
+        if key not in params or key not in namespace:
+            continue
+        try:
+            untouched = namespace[key] == ast.literal_eval(default_src)
+        except (ValueError, SyntaxError):
+            untouched = True
+        if untouched and namespace[key] != params[key]:
+            namespace[key] = changed[key] = params[key]
+    if verbose and changed:
+        print(f"[profile {namespace.get('profile')}] from configs/{namespace.get('profile')}.yaml: "
+              + ", ".join(f"{k}={v!r}" for k, v in changed.items()), flush=True)
+    return changed
+
+
 IOPUB_TIMEOUT_S = 120
 
 
@@ -142,7 +171,7 @@ def run(name: str, profile: str = "smoke", out_dir: Path | None = None) -> Path:
     import papermill
 
     path = notebook_path(name)
-    out_dir = Path(out_dir or REPO_ROOT / "build" / profile)
+    out_dir = Path(out_dir or data_root() / "build" / profile)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / path.name
     params = parameters_for(name, profile)

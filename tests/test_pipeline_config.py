@@ -58,3 +58,17 @@ def test_jsonl_line_that_is_not_an_object_names_file_and_line(tmp_path):
     f.write_text(json.dumps({"a": 1}) + "\n" + json.dumps([1, 2]) + "\n")
     with pytest.raises(ValueError, match=r"pairs.jsonl: line 2: expected a JSON object"):
         io.read_jsonl(f)
+
+
+def test_apply_profile_fills_defaults_and_keeps_hand_edits(tmp_path, capsys):
+    """Outside Make (Colab): profile = "mine" in the parameters cell takes configs/mine.yaml's values for every
+    parameter still at its default; a value edited by hand is kept; smoke changes nothing."""
+    d = _write(tmp_path, "common: {profile: mine, seed: 3}\n"
+                         "notebooks: {01_build_pref_lamp: {min_profile: 2, max_users: 7, rejected: policy}}\n")
+    ns = {"profile": "mine", "seed": 0, "min_profile": 4, "max_users": 50, "rejected": "other_rule", "split": "dev"}
+    changed = pipeline.apply_profile(ns, "01_build_pref_lamp", configs_dir=d)
+    assert changed == {"seed": 3, "min_profile": 2, "rejected": "policy"}
+    assert ns["max_users"] == 50 and ns["split"] == "dev"  # edited by hand (default None) / not in the config
+    assert "min_profile=2" in capsys.readouterr().out
+    smoke = {"profile": "smoke", "seed": 0, "min_profile": 4, "rejected": "other_rule"}
+    assert pipeline.apply_profile(dict(smoke), "01_build_pref_lamp") == {}

@@ -52,7 +52,7 @@ def test_pins_satisfy_pyproject_ranges():
         assert r.specifier.contains(req[r.name.lower()], prereleases=True), f"{r} vs pin {req[r.name.lower()]}"
 
 
-@pytest.mark.parametrize("profile", ["smoke", "paper"])
+@pytest.mark.parametrize("profile", sorted(p.stem for p in (REPO_ROOT / "configs").glob("*.yaml")))
 def test_config_keys_are_declared_by_the_notebooks(profile):
     cfg = yaml.safe_load((REPO_ROOT / "configs" / f"{profile}.yaml").read_text())
     names = {p.stem for p in NOTEBOOKS}
