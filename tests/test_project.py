@@ -163,3 +163,24 @@ def test_committed_smoke_results_are_not_degenerate():
     assert {"tldr", "prism", "personalllm", "LaMP-4", "LaMP-5", "LaMP-7"} <= set(taus.task), \
         "the tau table needs a block per preference dataset and per Pref-LaMP task"
     assert {"rm", "method"} == set(taus.level)
+
+
+def _mentioned_paths(text: str) -> set[str]:
+    """Repository paths a text names: lib/..., scripts/..., tests/..., configs/..., notebooks/..., figures/...,
+    .ci/..., or a bare file name with a code or config suffix; templated names (<profile>, *, PROFILE) skipped."""
+    pat = re.compile(r"(?<![\w/.-])((?:lib|scripts|tests|configs|notebooks|figures|\.ci)/[\w./-]*\w"
+                     r"|[\w-]+\.(?:py|yaml|ipynb|cfg|ini|toml|txt|yml))(?![\w/])")
+    return {m for m in pat.findall(text) if not any(x in m for x in ("<", "*", "PROFILE", "NN_"))}
+
+
+def test_every_path_in_readme_configs_and_notebooks_exists():
+    texts = {"README.md": (REPO_ROOT / "README.md").read_text()}
+    texts |= {f"configs/{f.name}": f.read_text() for f in (REPO_ROOT / "configs").glob("*.yaml")}
+    for f in NOTEBOOKS:
+        cells = json.loads(f.read_text())["cells"]
+        texts[f"notebooks/{f.name}"] = "\n".join("".join(c["source"]) for c in cells)
+    dirs = ["", "lib", "scripts", "tests", "configs", "notebooks"]
+    missing = sorted((where, m) for where, t in texts.items() for m in _mentioned_paths(t)
+                     if not any((REPO_ROOT / d / m).exists() for d in dirs))
+    assert not missing, f"paths named but absent: {missing}"
+    assert "tests/real_lamp_fixture.py" in _mentioned_paths(texts["README.md"])  # the check does look
