@@ -30,7 +30,7 @@ POLACC := $(DATA)/eval/policy_accuracy.csv
 GEN := $(DATA)/eval/generations.csv
 FIGS := $(FIG)/summary.md
 
-.PHONY: help setup data rms rgd policy-accuracy generation figures all test test-unit test-notebooks test-lamp-cpu \
+.PHONY: help setup data rms rgd policy-accuracy generation figures all test lint test-unit test-notebooks test-lamp-cpu \
         bench strip clean distclean readme
 
 help: ## Show this help
@@ -74,7 +74,10 @@ $(GEN): notebooks/05_generation.ipynb $(RMS) $(CONFIG) $(LIB) | setup
 $(FIGS): notebooks/06_figures_tables.ipynb $(POLACC) $(GEN) $(RMS) $(CONFIG) $(LIB) | setup
 	$(RUN) 06_figures_tables
 
-test: setup test-unit test-notebooks test-lamp-cpu ## Unit tests, every notebook as stored (nbval checks the kept headline numbers), then lamp-cpu on a real-layout fixture
+test: setup lint test-unit test-notebooks test-lamp-cpu ## Unit tests, every notebook as stored (nbval checks the kept headline numbers), then lamp-cpu on a real-layout fixture
+
+lint: | setup ## Static checks (ruff, configured in pyproject.toml)
+	$(VENV)/bin/ruff check lib scripts tests
 
 test-unit: | setup ## Unit tests only
 	$(PY) -m pytest tests -q --durations=8

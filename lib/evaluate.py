@@ -23,8 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -354,7 +354,7 @@ def best_systems(summary: pd.DataFrame) -> pd.DataFrame:
     """
     rows = []
     halves = "half" in summary
-    for (task, model), g in summary.groupby(["task", "model"], sort=True):
+    for (_task, _model), g in summary.groupby(["task", "model"], sort=True):
         for system in ("base", "icl", "rgd"):
             s = g[g.system == system]
             if not len(s):
@@ -382,7 +382,7 @@ def select_rgd_w(summary: pd.DataFrame) -> pd.DataFrame:
     if "half" not in summary:
         raise ValueError("select_rgd_w needs results with a 'half' column (see query_halves)")
     rows = []
-    for (task, model), g in summary.groupby(["task", "model"], sort=True):
+    for (_task, _model), g in summary.groupby(["task", "model"], sort=True):
         base = g[g.system == "base"]
         for rm, s in g[g.system == "rgd"].groupby("rm", sort=True):
             cand = pd.concat([base.assign(rm=rm, param=0.0), s])

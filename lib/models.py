@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import warnings
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import torch

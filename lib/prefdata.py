@@ -73,7 +73,7 @@ def check_local_file(f) -> None:
             import pyarrow.parquet as pq
 
             try:
-                pq.ParquetFile(f).metadata
+                pq.ParquetFile(f).metadata  # noqa: B018 - reading the footer is the check (raises if unreadable)
             except Exception as e:  # noqa: BLE001 - any unreadable footer
                 why = f"unreadable footer ({type(e).__name__}: {str(e)[:160]})"
         if why:
@@ -164,7 +164,7 @@ def split_users(by_user: dict[str, list[dict]], task: str, unseen_frac: float = 
         raise ValueError(f"{task}: only {len(users)} user(s) with >= {min_pairs} pairs; need 2 (seen and unseen)")
     n_unseen = min(max(1, round(unseen_frac * len(users))), len(users) - 1) if unseen_frac > 0 else 0
     out = []
-    for k, user in enumerate(sorted(users)):
+    for _k, user in enumerate(sorted(users)):
         pairs = list(by_user[user])
         rng.shuffle(pairs)
         pairs = pairs[:max_pairs_per_user] if max_pairs_per_user else pairs

@@ -56,8 +56,8 @@ import json
 import random
 import re
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from . import lamp
 from .io import atomic_dir, read_jsonl, sha256_file, sha256_text, write_json, write_jsonl, write_text
@@ -91,7 +91,7 @@ def paraphrase_leaks(paraphrase: str, tweet: str) -> bool:
 
 def clean_generation(text: str) -> str:
     """First non-empty line, without surrounding quotes or a 'Title:'/'Headline:' label."""
-    lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     t = lines[0] if lines else ""
     t = re.sub(r"^(\*\*)?(title|headline|paraphrase|tweet)\s*:\s*(\*\*)?\s*", "", t, flags=re.I)
     return t.strip().strip('"').strip("*").strip()

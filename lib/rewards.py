@@ -309,7 +309,7 @@ class RewardModel(nn.Module):
         t = getattr(self, name)
         return torch.zeros(n, *t.shape[1:], device=t.device)
 
-    def adapt(self, user: str, records, features=None, **kw) -> "RewardModel":
+    def adapt(self, user: str, records, features=None, **kw) -> RewardModel:
         """Fit only ``user``'s parameters from a few of their pairs; shared parameters stay fixed."""
         recs = [r for r in records if r["user"] == user]
         if not recs:
@@ -317,7 +317,7 @@ class RewardModel(nn.Module):
         return self.adapt_users(recs, features, **kw)
 
     def adapt_users(self, records, features=None, steps: int = 200, lr: float = 0.05, l2: float = 0.01,
-                    seed: int = 0) -> "RewardModel":
+                    seed: int = 0) -> RewardModel:
         """:meth:`adapt` for every user of ``records`` at once (their losses are independent).
 
         Loss per new user: mean BT loss on their pairs + ``l2`` * ||rows - prior||^2, minimised by
@@ -359,7 +359,7 @@ class RewardModel(nn.Module):
         xc, xr = features.take(records)
         return xc.to(self.mu.device), xr.to(self.mu.device)
 
-    def _check_features(self, pf: "PairFeatures"):
+    def _check_features(self, pf: PairFeatures):
         if pf.kind != self.feature_kind or pf.dim != self.dim or pf.backbone != self.backbone:
             raise ValueError(f"features of {pf.backbone}/{pf.kind}/d={pf.dim} do not match this reward model "
                              f"({self.backbone}/{self.feature_kind}/d={self.dim})")
@@ -615,7 +615,7 @@ class VPL(RewardModel):
 
     @torch.no_grad()
     def _posterior_means(self, D, start, count, pos=None):
-        G, C = len(count), int(count.max())
+        C = int(count.max())
         pos = torch.arange(C, device=D.device)
         mask = pos[None] < count[:, None]
         idx = (start[:, None] + pos[None]).clamp(max=len(D) - 1)
@@ -624,7 +624,7 @@ class VPL(RewardModel):
     def refresh(self):
         self.Z = self._posterior_means(*self._ctx)
 
-    def adapt_users(self, records, features=None, **kw) -> "VPL":
+    def adapt_users(self, records, features=None, **kw) -> VPL:
         """Unseen users: encode their pairs as context (no gradient step)."""
         new = sorted({r["user"] for r in records})
         known = [u for u in new if u in self.users]

@@ -18,8 +18,8 @@ byte-identical to that of one process.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .io import read_jsonl, write_jsonl
 

@@ -24,12 +24,11 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
+import sys
 import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
-
-import sys
 
 import pandas as pd
 import torch
@@ -307,7 +306,7 @@ def teacher_forced_table(args, device, policy, tok, rm_feat, enc, make_prompts, 
     rows, base = [], None
     for B in args.tf_batch:
         fn = lambda: policy_acc.teacher_forced_many(policy, tok, rms, prompts, responses, us, k=args.k,  # noqa: E731
-                                                    policy_name="policy", batch_size=B, progress=False)
+                                                    policy_name="policy", batch_size=B, progress=False)  # noqa: B023 (timed now)
         policy_acc.teacher_forced_many(policy, tok, rms, prompts[:B], responses[:B], us[:B], k=args.k,
                                        policy_name="policy", batch_size=B, progress=False)  # warm-up
         with PeakMemory(device) as mem:

@@ -4,9 +4,10 @@ import json
 import pandas as pd
 import pytest
 import torch
-from _tiny import query, tiny_lm, tiny_tokenizer
 
 from lib import evaluate, metrics, models
+
+from _tiny import query, tiny_lm, tiny_tokenizer
 
 torch.set_num_threads(1)
 

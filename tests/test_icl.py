@@ -2,9 +2,10 @@
 import warnings
 
 import pytest
-from _tiny import query, tiny_tokenizer
 
 from lib import icl, models
+
+from _tiny import query, tiny_tokenizer
 
 
 @pytest.fixture(scope="module")

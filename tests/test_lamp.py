@@ -2,7 +2,6 @@
 import http.server
 import json
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -117,7 +116,7 @@ def server():
 
 def test_download_validates_and_records_manifest(tmp_path, server):
     q = json.dumps(questions()).encode()
-    flaky = lambda n: (503, b"busy") if n == 1 else (200, q)  # first try fails, the retry succeeds
+    flaky = lambda n: (503, b"busy") if n == 1 else (200, q)  # noqa: E731 - first try fails, the retry succeeds
     srv = server({"/LaMP/LaMP_4/train/train_questions.json": (200, flaky),
                   "/LaMP/LaMP_4/train/train_outputs.json": (200, json.dumps(outputs()).encode())})
     m = lamp.download(tmp_path, tasks=["LaMP-4"], splits=["train"], base_url=srv.url, backoff=0.01)

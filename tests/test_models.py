@@ -1,5 +1,4 @@
 """Model registry: packaged models load offline; hub models fail with a message that says what to do."""
-import os
 
 import pytest
 import torch
@@ -45,7 +44,8 @@ def test_encoder_loads():
 
 def _base_tokenizer(adds_bos: bool):
     """A base-model tokenizer (no chat template) that does or does not prepend BOS itself."""
-    from tokenizers import Tokenizer, models as tm, pre_tokenizers, processors
+    from tokenizers import Tokenizer, pre_tokenizers, processors
+    from tokenizers import models as tm
     from transformers import PreTrainedTokenizerFast
 
     vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "hello": 4, "world": 5, "x": 6}

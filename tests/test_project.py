@@ -41,9 +41,9 @@ def test_environment_yml_agrees_with_requirements():
 
 
 def test_pins_satisfy_pyproject_ranges():
-    from packaging.requirements import Requirement
-
     import tomllib
+
+    from packaging.requirements import Requirement
 
     req = _pins((REPO_ROOT / "requirements.txt").read_text().splitlines())
     pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
@@ -62,7 +62,6 @@ def test_config_keys_are_declared_by_the_notebooks(profile):
 
 
 def test_smoke_config_equals_the_notebook_defaults():
-    cfg = yaml.safe_load((REPO_ROOT / "configs" / "smoke.yaml").read_text())
     for path in NOTEBOOKS:
         declared = pipeline.declared_parameters(path)
         params = pipeline.parameters_for(path.stem, "smoke")

@@ -14,6 +14,7 @@ import pytest
 
 from lib import lamp, preflamp
 from lib.lamp import LaMPFormatError
+
 from real_lamp_fixture import LONG_CHARS, write_real_lamp
 
 TASKS = ("LaMP-4", "LaMP-5", "LaMP-7")

@@ -229,7 +229,7 @@ def test_users_change_the_output(tok, policy, rm_lm, encoder):
 
 # --- sampling and stopping ---------------------------------------------------------------
 def test_sampling_reproducible_with_seed(tok, policy, rm_lm, encoder):
-    run = lambda seed: _run(policy, tok, "shared", rm_lm, encoder, max_new_tokens=24, temperature=1.0, seed=seed)
+    run = lambda seed: _run(policy, tok, "shared", rm_lm, encoder, max_new_tokens=24, temperature=1.0, seed=seed)  # noqa: E731
     a, b = run(7), run(7)
     assert a.sequences == b.sequences
     assert any(run(s).sequences != a.sequences for s in (8, 9, 10))

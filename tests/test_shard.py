@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from _tiny import WORDS, query, tiny_lm, tiny_tokenizer
 
 from lib import shard
 from lib.io import read_jsonl, write_jsonl
+
+from _tiny import WORDS, query, tiny_lm, tiny_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 # blocks of 2 users: LaMP-4 [user0, user1] [user2, user3]; LaMP-5 [new0, new1] [user0, user1] [user2]

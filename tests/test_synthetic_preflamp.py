@@ -60,7 +60,7 @@ def test_build_is_deterministic_and_schema(corpus, tmp_path):
     assert set(pairs[0]) == {"pair_id", "task", "user", "user_group", "split", "prompt", "chosen", "rejected",
                              "source_id"}
     assert len({p["pair_id"] for p in pairs}) == len(pairs)
-    for task, c in m1["tasks"].items():  # LaMP-7: a user whose tweets the fake paraphraser leaks has < 2 pairs
+    for _task, c in m1["tasks"].items():  # LaMP-7: a user whose tweets the fake paraphraser leaks has < 2 pairs
         n = 6 - c["users_dropped_too_few_pairs"]
         assert c["users"] == n and c["unseen_users"] == round(n * 0.25) and c["queries"] == 2 * n
     assert m1["tasks"]["LaMP-4"]["users"] == m1["tasks"]["LaMP-5"]["users"] == 6
@@ -107,7 +107,7 @@ def test_generation_cache_resumes(tmp_path):
 
 
 def test_other_user_rejected_and_paraphrase_guard(corpus, tmp_path):
-    m = preflamp.build(corpus, tmp_path / "o", generator=fake_generator, corpus="synthetic", rejected="other_user")
+    preflamp.build(corpus, tmp_path / "o", generator=fake_generator, corpus="synthetic", rejected="other_user")
     pairs = preflamp.load_pairs(tmp_path / "o", "LaMP-4")
     own = {(p["user"], p["chosen"]) for p in pairs}
     assert all((p["user"], p["rejected"]) not in own for p in pairs)
