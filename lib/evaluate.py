@@ -287,19 +287,18 @@ def rgd_adapter(policy_name: str, **rgd_kwargs) -> tuple[Callable, str]:
     policy (MiniLM, another LM) is loaded once per backbone name and reused across batches.
     """
     from . import rgd
-    from .features import featurizer
 
     feats: dict[str, object] = {}
 
     def fn(model, tok, rms, messages, users, ws, max_new_tokens):
         first = next((m for m in rms if m is not None), None)
         feat = None
-        if first is not None and not first.shares_policy(policy_name):
-            feat = getattr(first, "_featurizer", None)
-            if feat is None:
-                if first.backbone not in feats:
-                    feats[first.backbone] = featurizer(first.backbone, device=next(model.parameters()).device)
-                feat = feats[first.backbone]
+        if first is not None:
+            own = first._featurizer  # attached by load_task_rms; else one loaded per backbone name
+            _, feat = first.decoding_path(policy_name, tok, own if own is not None else feats.get(first.backbone),
+                                          next(model.parameters()).device)
+            if feat is not None and first._featurizer is None:
+                feats[first.backbone] = feat  # one reward backbone per name, reused across batches
         return rgd.generate(model, tok, messages, users=users, rm=list(rms), w=list(ws), max_new_tokens=max_new_tokens,
                             policy_name=policy_name, featurizer=feat, **rgd_kwargs).texts
 

@@ -189,6 +189,16 @@ def load_encoder(name: str = "minilm-l6", device=None):
     return model, AutoTokenizer.from_pretrained(path)
 
 
+def registry_name(policy, policy_name: str | None = None) -> str:
+    """The policy's registry name: ``policy_name`` when given, else ``policy.registry_name`` (set by
+    :func:`load_causal_lm`), else its folder name. Reward models compare it with their backbone."""
+    return policy_name or getattr(policy, "registry_name", None) or Path(str(getattr(policy, "name_or_path", ""))).name
+
+
+def same_tokenizer(a, b) -> bool:
+    return a is b or (len(a) == len(b) and a.get_vocab() == b.get_vocab())
+
+
 def has_chat_template(tok) -> bool:
     return getattr(tok, "chat_template", None) not in (None, "")
 

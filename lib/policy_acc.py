@@ -19,7 +19,6 @@ rewards of a text-path reward model (other tokenizer) re-encode the texts. Ties 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -113,11 +112,8 @@ def teacher_forced_sets(policy, tok, rms: dict, prompts, response_sets, users, k
     if not rms:
         raise ValueError("teacher_forced_many needs at least one reward model")
     dev = next(policy.parameters()).device
-    name = policy_name or getattr(policy, "registry_name", None) or Path(str(getattr(policy, "name_or_path", ""))).name
     first = next(iter(rms.values()))
-    if not first.shares_policy(name) and featurizer is None:
-        featurizer = rgd.default_featurizer(first, dev)
-    kind = rgd.reward_kind(first, policy, tok, name, featurizer)
+    kind, featurizer = first.decoding_path(models.registry_name(policy, policy_name), tok, featurizer, dev)
     for key, rm in rms.items():
         if (rm.backbone, rm.feature_kind, rm.finetuned) != (first.backbone, first.feature_kind, first.finetuned):
             raise ValueError(f"reward model {key!r} has another backbone ({rm.backbone}, {rm.feature_kind}) than "

@@ -78,6 +78,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .io import atomic_dir, atomic_path, seed_everything, sha256_text, write_json
+from .models import same_tokenizer
 
 
 # ======================================================================================
@@ -404,6 +405,24 @@ class RewardModel(nn.Module):
         ids = tokenizer(response, add_special_tokens=False)["input_ids"]
         texts = [tokenizer.decode(ids[:t]) for t in range(1, len(ids) + 1)]
         return self.head(self.featurizer.features([prompt] * len(texts), texts), u).float().cpu()
+
+    def decoding_path(self, policy_name: str, tok, featurizer=None, device=None) -> tuple[str, object | None]:
+        """How reward-guided decoding scores this model beside the policy ``policy_name`` (tokenizer ``tok``).
+
+        ``("shared", None)``: the features are the policy's own hidden states (path a: one forward serves
+        both). Otherwise its featurizer (``featurizer`` when given, else the attached one, else one loaded
+        from the registry on ``device``) and ``"separate"`` when that is a causal LM with the policy's
+        tokenizer (path b: its own KV cache), ``"text"`` otherwise (path c: candidate texts re-encoded).
+        """
+        if self.shares_policy(policy_name):
+            return "shared", None
+        feat = featurizer if featurizer is not None else self._featurizer
+        if feat is None:
+            from .features import featurizer as load_featurizer
+
+            feat = load_featurizer(self.backbone, device=device)
+        separate = self.feature_kind == "lm_last" and hasattr(feat, "model") and same_tokenizer(feat.tok, tok)
+        return ("separate" if separate else "text"), feat
 
     # --- persistence ------------------------------------------------------------------------
     def config(self) -> dict:

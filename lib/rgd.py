@@ -39,7 +39,6 @@ from __future__ import annotations
 import inspect
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -343,28 +342,6 @@ class RowHeads:
         return out
 
 
-def reward_kind(rm, policy, tok, policy_name: str | None, featurizer) -> str:
-    """The cached path a reward model needs: "shared" (a), "separate" (b) or "text" (c)."""
-    name = policy_name or getattr(policy, "registry_name", None) or Path(str(getattr(policy, "name_or_path", ""))).name
-    if rm.shares_policy(name):
-        return "shared"
-    if rm.feature_kind == "lm_last" and hasattr(featurizer, "model") and same_tokenizer(featurizer.tok, tok):
-        return "separate"
-    return "text"
-
-
-def default_featurizer(rm, device):
-    if getattr(rm, "_featurizer", None) is not None:
-        return rm._featurizer
-    from .features import featurizer
-
-    return featurizer(rm.backbone, device=device)
-
-
-def same_tokenizer(a, b) -> bool:
-    return a is b or (len(a) == len(b) and a.get_vocab() == b.get_vocab())
-
-
 # ----------------------------------------------------------------------------- backends
 class _Plain:
     """Policy only: prefix cache, one token per step."""
@@ -607,10 +584,7 @@ def generate(policy, tok, prompts, users=None, rm=None, w: float | list = 1.0, k
     first = next((m for m in row_rms if m is not None), None)
     kind = None
     if first is not None:
-        name = policy_name or getattr(policy, "registry_name", None) or Path(str(getattr(policy, "name_or_path", ""))).name
-        if not first.shares_policy(name) and featurizer is None:
-            featurizer = default_featurizer(first, dev)
-        kind = reward_kind(first, policy, tok, name, featurizer)
+        kind, featurizer = first.decoding_path(models.registry_name(policy, policy_name), tok, featurizer, dev)
     rm = first
     path = path or ("plain" if rm is None or (all(v == 0 for v in ws) and not return_scores) else kind)
     if path not in PATHS:
@@ -706,10 +680,7 @@ class RGDLogitsProcessor:
         self.tok, self.rm, self.w, self.k, self.chunk = tok, rm, w, k, chunk_size
         self.prompt_ids, self.prompts = _prompt_ids(tok, prompts)
         dev = next(policy.parameters()).device
-        name = policy_name or getattr(policy, "registry_name", None) or Path(str(getattr(policy, "name_or_path", ""))).name
-        if not rm.shares_policy(name) and featurizer is None:
-            featurizer = default_featurizer(rm, dev)
-        self.kind = reward_kind(rm, policy, tok, name, featurizer)
+        self.kind, featurizer = rm.decoding_path(models.registry_name(policy, policy_name), tok, featurizer, dev)
         if self.kind == "text" and self.prompts is None:
             raise ValueError("a text-path reward model needs prompts as strings")
         rm_p = [models.prompt_ids(featurizer.tok, t) for t in self.prompts] if self.kind == "separate" and self.prompts \
