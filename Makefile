@@ -13,7 +13,7 @@ CONFIG := configs/$(PROFILE).yaml
 DATA_ROOT ?= .
 DATA := $(DATA_ROOT)/data/processed/$(PROFILE)
 FIG := $(DATA_ROOT)/figures/$(PROFILE)
-LIB := $(wildcard lib/*.py)
+LIB := $(wildcard lib/*.py lib/*/*.py)
 RUN := $(PY) -m lib.pipeline --profile $(PROFILE)
 export PYTHONHASHSEED := 0
 export TOKENIZERS_PARALLELISM := false
@@ -22,7 +22,8 @@ ifneq ($(DATA_ROOT),.)
 export PRC_ROOT := $(abspath $(DATA_ROOT))
 endif
 
-# The artifact each notebook writes: Make re-runs a notebook only when an input is newer.
+# The artifact each notebook writes: Make re-runs a notebook only when an input is newer. Only notebook 06 writes
+# figures/: it reads the artifacts of 01 (manifest), 02 (index, accuracy.csv), 03 (decodes.csv), 04 and 05.
 PREFLAMP := $(DATA)/preflamp/manifest.json
 RMS := $(DATA)/rms/index.csv
 RGD := $(DATA)/rgd/decodes.csv
@@ -71,7 +72,7 @@ $(POLACC): notebooks/04_policy_accuracy.ipynb $(RMS) $(CONFIG) $(LIB) | setup
 	$(RUN) 04_policy_accuracy
 $(GEN): notebooks/05_generation.ipynb $(RMS) $(CONFIG) $(LIB) | setup
 	$(RUN) 05_generation
-$(FIGS): notebooks/06_figures_tables.ipynb $(POLACC) $(GEN) $(RMS) $(CONFIG) $(LIB) | setup
+$(FIGS): notebooks/06_figures_tables.ipynb $(PREFLAMP) $(RMS) $(RGD) $(POLACC) $(GEN) $(CONFIG) $(LIB) | setup
 	$(RUN) 06_figures_tables
 
 test: setup lint test-unit test-notebooks test-lamp-cpu ## Unit tests, every notebook as stored (nbval checks the kept headline numbers), then lamp-cpu on a real-layout fixture
@@ -87,12 +88,15 @@ test-unit: | setup ## Unit tests only
 # ("Timeout of 120 seconds exceeded waiting for output"; the run before had passed).
 # nbval runs in a temporary copy (PRC_ROOT points lib.config there), so a test run never rewrites data/ or the
 # committed figures; data/cache is copied when present (content-keyed features and generations: after
-# `make all` the notebooks re-run from them). Settings: notebooks/pytest.ini.
+# `make all` the notebooks re-run from them). Settings: notebooks/pytest.ini. Afterwards the figures the run wrote are
+# compared byte for byte with the committed figures/smoke (scripts/compare_figures.py; a report: a CPU with other
+# vector instructions may round the last bit of a float differently).
 test-notebooks: | setup ## Execute every notebook as stored (smoke defaults) in a temporary copy; nbval compares the kept headline outputs
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && cp -r notebooks "$$tmp/notebooks" && mkdir -p "$$tmp/data" && \
 	if [ -d data/cache ]; then cp -r data/cache "$$tmp/data/cache"; fi && \
 	echo "[test-notebooks] in $$tmp (data/cache copied: $$([ -d data/cache ] && echo yes || echo no))" && \
-	cd "$$tmp/notebooks" && PRC_ROOT="$$tmp" TQDM_DISABLE=1 HF_DATASETS_DISABLE_PROGRESS_BARS=1 $(abspath $(PY)) -m pytest .
+	(cd "$$tmp/notebooks" && PRC_ROOT="$$tmp" TQDM_DISABLE=1 HF_DATASETS_DISABLE_PROGRESS_BARS=1 $(abspath $(PY)) -m pytest .) && \
+	$(PY) scripts/compare_figures.py figures/smoke "$$tmp/figures/smoke"
 
 # The lamp-cpu profile end to end (every notebook, through Make) on a small LaMP fixture in the official layout with
 # real-data properties (few profile items, shared headlines, an empty gold, a very long input), in a temporary

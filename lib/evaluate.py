@@ -17,6 +17,7 @@ atomically after every batch, keyed by everything that determines the output, so
 resumes. Users are batched in fixed blocks of consecutive sorted users; batches never cross a block,
 so a block's results never depend on which other blocks are in the run (that is what makes sharding
 blocks across processes exact, lib/shard.py and scripts/shard_generate.py).
+The tables of the scored generations (summaries, best systems, ICL vs RGD) are in lib/results.py.
 """
 from __future__ import annotations
 
@@ -107,34 +108,6 @@ def limit_queries(queries: list[dict], per_user: int | None) -> list[dict]:
     if per_user is None:
         return list(queries)
     return [q for qs in by_user(queries).values() for q in qs[:per_user]]
-
-
-def write_results(df: pd.DataFrame, path) -> Path:
-    """Rows to CSV atomically (the artifact notebooks 05 -> 06 share)."""
-    from .io import atomic_path
-
-    with atomic_path(path, suffix=".csv") as tmp:
-        df.to_csv(tmp, index=False)
-    return Path(path)
-
-
-def read_table(path, columns, made_by: str, **read_kw) -> pd.DataFrame:
-    """A pipeline CSV artifact; a clear error when it is missing (naming the step that writes it) or lacks columns."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: run {made_by} first")
-    df = pd.read_csv(path, **read_kw)
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise KeyError(f"{path}: columns {missing} missing (has {list(df.columns)})")
-    return df
-
-
-def read_results(path) -> pd.DataFrame:
-    df = read_table(path, ROW_COLUMNS, "notebook 05 (make generation)",
-                    dtype={"user": str, "query_id": str, "generation": str, "reference": str})
-    df["generation"] = df["generation"].fillna("")
-    return df
 
 
 def user_jobs(qs: list[dict], tok, icl_ks=(), icl_retriever: str = "bm25", icl_max_tokens: int = 512,
@@ -280,7 +253,8 @@ def sort_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def rgd_adapter(policy_name: str, **rgd_kwargs) -> tuple[Callable, str]:
-    """(rgd_fn, rgd_tag) calling :func:`lib.rgd.generate` with fixed decoding settings (e.g. ``k=10``).
+    """(rgd_fn, rgd_tag) calling :func:`lib.rgd.generate` with fixed decoding settings (e.g. ``k=10``:
+    fields of :class:`lib.rgd.DecodingSettings` other than ``max_new_tokens``; the tag is their JSON).
 
     ``rgd_fn(model, tok, rms, messages, users, ws, max_new_tokens)`` decodes one batch whose rows
     each have their own reward model (all on one backbone) and w. A reward backbone that is not the
@@ -299,291 +273,20 @@ def rgd_adapter(policy_name: str, **rgd_kwargs) -> tuple[Callable, str]:
                                           next(model.parameters()).device)
             if feat is not None and first._featurizer is None:
                 feats[first.backbone] = feat  # one reward backbone per name, reused across batches
-        return rgd.generate(model, tok, messages, users=users, rm=list(rms), w=list(ws), max_new_tokens=max_new_tokens,
-                            policy_name=policy_name, featurizer=feat, **rgd_kwargs).texts
+        settings = rgd.DecodingSettings(max_new_tokens=max_new_tokens, **rgd_kwargs)
+        return rgd.generate(model, tok, messages, users=users, rm=list(rms), w=list(ws), settings=settings,
+                            policy_name=policy_name, featurizer=feat).texts
 
     return fn, json.dumps(rgd_kwargs, sort_keys=True)
 
 
-# --- summaries ---------------------------------------------------------------------------------------
+# --- val / test halves -----------------------------------------------------------------------------
 def query_halves(queries: list[dict], seed: int = 0, val_frac: float = 0.5) -> dict[str, str]:
     """query_id -> "val" (selects ICL's k and each reward model's w) or "test" (reports); a seeded hash
-    split (:func:`lib.policy_acc.split_halves`), the same for every policy and system."""
-    from .policy_acc import split_halves
+    split (:func:`lib.selection.split_halves`), the same for every policy and system."""
+    from .selection import split_halves
 
     return split_halves([str(q["query_id"]) for q in queries], seed, val_frac)
-
-
-def summarize(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Mean ROUGE-1/L (bootstrap CI of ROUGE-1) and rule-following rate per system setting (and per
-    ``half`` when the results have one, see :func:`query_halves`)."""
-    rows = []
-    cols = ["task", "model", "system", "rm", "param"] + (["half"] if "half" in df else [])
-    for key, g in df.groupby(cols, dropna=False, sort=True):
-        lo, hi = metrics.bootstrap_ci(g["rouge1"], n_boot=n_boot, seed=seed)
-        fr = g["follows_rule"].dropna()
-        rows.append({**dict(zip(cols, key)), "n": len(g), "rouge1": g["rouge1"].mean(), "rouge1_lo": lo,
-                     "rouge1_hi": hi, "rougeL": g["rougeL"].mean(),
-                     "follows_rule": fr.astype(float).mean() if len(fr) else float("nan")})
-    return pd.DataFrame(rows)
-
-
-def _pick(val: pd.DataFrame, test: pd.DataFrame, keys=("rm", "param")) -> pd.Series | None:
-    """The test row of the setting with the best val ROUGE-1 (ties: the smaller param, then the name)."""
-    if val.empty:
-        return None
-    v = val.assign(_p=val["param"].astype(float).fillna(-1.0), _rm=val["rm"].fillna(""))
-    best = v.sort_values(["rouge1", "_p", "_rm"], ascending=[False, True, True], kind="stable").iloc[0]
-    t = test
-    for k in keys:
-        t = t[(t[k] == best[k]) | (t[k].isna() & pd.isna(best[k]))]
-    if t.empty:
-        return None
-    row = t.iloc[0].copy()
-    row["val_rouge1"] = best["rouge1"]
-    return row
-
-
-def best_systems(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per (task, model): base, the best ICL k and the best RGD (rm, w).
-
-    With a ``half`` column (:func:`query_halves`) the best setting is chosen on the *val* queries and
-    reported on the *test* queries (``val_rouge1`` keeps the selection score); without one it is picked on
-    the evaluation queries themselves (an oracle choice, optimistic for ICL and RGD alike).
-    """
-    rows = []
-    halves = "half" in summary
-    for (_task, _model), g in summary.groupby(["task", "model"], sort=True):
-        for system in ("base", "icl", "rgd"):
-            s = g[g.system == system]
-            if not len(s):
-                continue
-            if halves:
-                r = _pick(s[s.half == "val"], s[s.half == "test"])
-                if r is not None:
-                    rows.append(r)
-            else:
-                rows.append(s.sort_values(["rouge1", "param"], ascending=[False, True], kind="stable").iloc[0])
-    out = pd.DataFrame(rows).reset_index(drop=True)
-    if len(out):
-        out["params_m"] = [models.REGISTRY[m].params_m if m in models.REGISTRY else float("nan") for m in out.model]
-    return out
-
-
-def select_rgd_w(summary: pd.DataFrame) -> pd.DataFrame:
-    """Each reward model's w chosen on the val queries, with its test ROUGE there.
-
-    Candidates are the RGD settings of that reward model and ``w = 0``, the base policy (a reward model
-    that does not help on validation falls back to the base policy instead of being reported at a w that
-    wrecks it). One row per (task, model, rm): ``w_selected``, ``val_rouge1``, and the test ``rouge1``,
-    ``rouge1_lo/hi``, ``rougeL``, ``follows_rule``, ``n``.
-    """
-    if "half" not in summary:
-        raise ValueError("select_rgd_w needs results with a 'half' column (see query_halves)")
-    rows = []
-    for (_task, _model), g in summary.groupby(["task", "model"], sort=True):
-        base = g[g.system == "base"]
-        for rm, s in g[g.system == "rgd"].groupby("rm", sort=True):
-            cand = pd.concat([base.assign(rm=rm, param=0.0), s])
-            r = _pick(cand[cand.half == "val"], cand[cand.half == "test"])
-            if r is not None:
-                rows.append(r.rename({"param": "w_selected"}))
-    out = pd.DataFrame(rows).reset_index(drop=True)
-    if len(out):
-        out["w_selected"] = out["w_selected"].astype(float)
-        out["system"] = "rgd"
-    return out
-
-
-def rm_vs_rouge(summary: pd.DataFrame, rm_table: pd.DataFrame, rm_col: str = "rm") -> pd.DataFrame:
-    """RGD ROUGE-1 of each reward model joined with its RM accuracy (``rm_table``): at its val-selected w
-    (:func:`select_rgd_w`) when the results have halves, else at its best w on the same queries.
-
-    ``rm_table`` needs the column ``rm_col`` naming the models as in the ``rm`` column of the results.
-    Feed the result to :func:`lib.metrics.tau_table` (x = RM accuracy, y = rouge1): the decoupling.
-    """
-    if "half" in summary:
-        best = select_rgd_w(summary)
-    else:
-        r = summary[summary.system == "rgd"]
-        best = (r.sort_values(["rouge1", "param"], ascending=[False, True], kind="stable")
-                .groupby(["task", "model", "rm"], sort=True).head(1))
-    missing = set(best.rm) - set(rm_table[rm_col])
-    if missing:
-        raise KeyError(f"rm_vs_rouge: reward models {sorted(missing)[:5]} have no row in the RM table")
-    return best.merge(rm_table, left_on=["task", "rm"] if "task" in rm_table else ["rm"],
-                      right_on=["task", rm_col] if "task" in rm_table else [rm_col], how="left")
-
-
-# --- reward models of notebook 02 --------------------------------------------------------------------
-RM_INDEX_COLUMNS = ("task", "method", "backbone", "seed", "prefix_train", "dir")
-
-
-def rm_name(row) -> str:
-    """Short readable id of a trained reward model: ``method[+prefix]/backbone/s<seed>``."""
-    prefix = str(row["prefix_train"]).lower() in ("true", "1", "1.0")
-    return f"{row['method']}{'+prefix' if prefix else ''}/{row['backbone']}/s{row['seed']}"
-
-
-def read_rm_index(index_csv) -> pd.DataFrame:
-    """notebook 02's index of reward models, with ``rm`` (a readable id) and ``path`` (resolved dir)."""
-    from .config import data_root
-
-    index_csv = Path(index_csv)
-    idx = read_table(index_csv, RM_INDEX_COLUMNS, "notebook 02 (make rms)")
-    idx["rm"] = [rm_name(r) for _, r in idx.iterrows()]
-    dup = idx[idx.duplicated(["task", "rm"], keep=False)]
-    if len(dup):
-        raise ValueError(f"{index_csv}: reward models with the same (task, method, backbone, seed, prefix): "
-                         f"{dup[['task', 'rm']].values.tolist()[:4]}")
-    if "degenerate" not in idx:
-        idx["degenerate"] = ""
-    idx["degenerate"] = idx["degenerate"].fillna("").astype(str)
-    paths_ = []
-    for i, d in enumerate(idx["dir"]):
-        if not isinstance(d, str) or not d:  # a model notebook 02 skipped (e.g. diverged): no files, a reason
-            if not idx["degenerate"].iloc[i]:
-                raise ValueError(f"{index_csv}: row {i}: no reward model dir and no reason in 'degenerate'")
-            paths_.append(None)
-            continue
-        cands = [Path(d)] if Path(d).is_absolute() else [index_csv.parent / d, data_root() / d]
-        found = next((c for c in cands if c.exists()), None)
-        if found is None:
-            raise FileNotFoundError(f"{index_csv}: row {i}: reward model dir {d!r} not found (tried {cands})")
-        paths_.append(found)
-    idx["path"] = paths_
-    return idx
-
-
-def select_rms(index: pd.DataFrame, task: str, methods=None, backbones=None, seeds=None,
-               prefix_train=None, policy: str | None = None) -> pd.DataFrame:
-    """Rows of the RM index for one task, optionally filtered (None keeps everything).
-
-    ``backbones="policy"`` keeps the reward models whose frozen backbone is ``policy`` itself: RGD then
-    takes path a (the policy's forward of the k candidates also yields their rewards), the cheap
-    choice when each policy size has reward heads on its own hidden states (smoke profile).
-    """
-    if isinstance(backbones, str):
-        if backbones != "policy":
-            raise ValueError(f"backbones must be None, a list of backbone names or 'policy', not {backbones!r}")
-        if policy is None:
-            raise ValueError("backbones='policy' needs the policy's name (policy=...)")
-        backbones = [policy]
-    s = index[(index.task == task) & index.path.notna()] if "path" in index else index[index.task == task]
-    if methods is not None:
-        s = s[s.method.isin(methods)]
-    if backbones is not None:
-        s = s[s.backbone.isin(backbones)]
-    if seeds is not None:
-        s = s[s.seed.isin(seeds)]
-    if prefix_train is not None:
-        s = s[s.prefix_train.astype(str).str.lower().isin(["true", "1"] if prefix_train else ["false", "0"])]
-    return s.sort_values("rm").reset_index(drop=True)
-
-
-def load_task_rms(selection: pd.DataFrame, pairs: list[dict], policy_name: str | None = None, policy=None,
-                  tok=None, cache_dir=None, calibrated: bool = True) -> dict:
-    """Load the selected reward models and adapt each to the unseen users of ``pairs`` (deployment).
-
-    Unseen users get the few-shot adaptation of notebook 02 (their *train* pairs only, so their test
-    pairs and held-out queries stay unseen). Featurizers are built once per backbone and attached to
-    the models (RGD reuses them); the policy's own model serves as the featurizer of reward models
-    whose backbone is the policy. ``calibrated``: decode with calibrated rewards (default) or raw ones
-    (see ``RewardModel.guidance``). Returns ``{rm name: reward model}``.
-    """
-    from .features import LMFeaturizer, featurizer
-    from .rewards import PairFeatures, adapt_unseen, load_reward_model
-
-    unseen_train = [p for p in pairs if p["user_group"] == "unseen" and p["split"] == "train"]
-    feats, pfs, out = {}, {}, {}
-    for r in selection.itertuples():
-        rm = load_reward_model(r.path, calibrated=calibrated)
-        if not rm.finetuned:
-            b = rm.backbone
-            if b not in feats:
-                feats[b] = (LMFeaturizer(policy, tok, name=policy_name) if policy is not None and b == policy_name
-                            else featurizer(b))
-            rm.featurizer = feats[b]
-            if any(p["user"] not in rm.users for p in unseen_train):
-                if b not in pfs:
-                    pfs[b] = PairFeatures.compute(feats[b], unseen_train, cache_dir=cache_dir, progress=False)
-                adapt_unseen(rm, unseen_train, features=pfs[b])
-        elif any(p["user"] not in rm.users for p in unseen_train):
-            adapt_unseen(rm, unseen_train)  # fine-tuned backbone: its own LoRA featurizer
-        out[r.rm] = rm
-    return out
-
-
-PA_COLUMNS = ("task", "policy", "rm", "method", "user_group", "definition", "normalise", "w", "policy_acc", "rm_acc",
-              "base_acc")
-
-
-def load_dataset_pairs(P, name: str) -> list[dict]:
-    """Preference pairs of one dataset of notebook 02: a Pref-LaMP task (notebook 01) or a multi-user
-    preference set (TL;DR / PRISM / PersonalLLM), which notebook 02 stores under ``P.prefsets/<name>``."""
-    from .io import read_jsonl
-    from .preflamp import load_pairs
-
-    if (P.preflamp / name / "pairs.jsonl").exists():
-        return load_pairs(P.preflamp, name)
-    f = P.prefsets / name / "pairs.jsonl"
-    if f.exists():
-        return read_jsonl(f)
-    raise FileNotFoundError(f"no pairs of dataset {name!r}: neither {P.preflamp / name / 'pairs.jsonl'} (notebook 01) "
-                            f"nor {f} (notebook 02, pref_datasets)")
-
-
-def test_pairs(pairs: list[dict], max_per_group: int | None = None) -> list[dict]:
-    """The test pairs of seen and unseen users, sorted by id, at most ``max_per_group`` of each group."""
-    out = []
-    for g in ("seen", "unseen"):
-        ps = sorted((p for p in pairs if p["split"] == "test" and p["user_group"] == g), key=lambda p: p["pair_id"])
-        out += ps[:max_per_group] if max_per_group else ps
-    return out
-
-
-def read_policy_accuracy(path) -> pd.DataFrame:
-    """notebook 04's table (one row per reward model, user group, definition, normalisation and w)."""
-    df = read_table(path, PA_COLUMNS, "notebook 04 (make policy-accuracy)")
-    df["normalise"] = df["normalise"].astype(str).str.lower().isin(["true", "1"])
-    return df
-
-
-# --- which selection metric predicts behaviour? -------------------------------------------------------
-UPSTREAM = {"rm_acc": "RM accuracy", "policy_acc_cumulative": "policy accuracy (cumulative)",
-            "policy_acc_rgd_likelihood": "policy accuracy (rgd_likelihood)", "reward_margin": "calibrated reward margin"}
-
-
-def upstream_metrics(rm_pairs: pd.DataFrame, policy_at_selected: pd.DataFrame, user_group: str = "seen") -> pd.DataFrame:
-    """Per (task, policy, rm): every candidate selection metric on the test half of notebook 04's pairs:
-    RM accuracy, policy accuracy of each definition at the validation-selected w (raw scores), and the mean
-    calibrated reward margin r(chosen) - r(rejected)."""
-    r = rm_pairs[(rm_pairs.half == "test") & (rm_pairs.user_group == user_group)]
-    out = r.groupby(["task", "policy", "rm"], sort=True).agg(rm_acc=("rm_correct", "mean"),
-                                                             reward_margin=("reward_margin", "mean"))
-    p = policy_at_selected[(policy_at_selected.half == "test") & (policy_at_selected.user_group == user_group)
-                           & (~policy_at_selected.normalise.astype(bool))]
-    pa = p.groupby(["task", "policy", "rm", "definition"], sort=True).correct.mean().unstack("definition")
-    pa.columns = [f"policy_acc_{c}" for c in pa.columns]
-    return out.join(pa, how="left").reset_index()
-
-
-def selection_table(upstream: pd.DataFrame, rgd_selected: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Kendall tau-b of each upstream selection metric with the downstream RGD ROUGE-1 (test queries, each
-    reward model at its val-selected w, :func:`select_rgd_w`) across the reward models of a task and policy,
-    with a bootstrap CI over reward models. The paper's question asked directly: which number, measured
-    before deployment, ranks reward models the way their generations rank?"""
-    df = upstream.merge(rgd_selected[["task", "model", "rm", "rouge1"]].rename(columns={"model": "policy"}),
-                        on=["task", "policy", "rm"], how="inner")
-    rows = []
-    for col, label in UPSTREAM.items():
-        if col in df:
-            t = metrics.tau_table(df, col, "rouge1", by=["task", "policy"], n_boot=n_boot, seed=seed)
-            rows.append(t.assign(metric=label))
-    if not rows:
-        raise ValueError("selection_table: no upstream metric column in the input")
-    out = pd.concat(rows, ignore_index=True)
-    return out[["task", "policy", "metric", "n", "tau", "ci_lo", "ci_hi", "p"]]
 
 
 # --- notebook 05 as functions (the notebook and scripts/shard_generate.py call them) ----------------
@@ -611,12 +314,13 @@ def generation_queries(P, params: dict) -> list[dict]:
 def generate_policy_rows(P, policy: str, model, tok, rm_index: pd.DataFrame, params: dict, queries=None,
                          progress: bool = True) -> pd.DataFrame:
     """Notebook 05's rows of one policy: for every task, its reward models selected from ``rm_index``
-    (:func:`read_rm_index`, named by its unique ``rm`` column), loaded and adapted to unseen users
-    (:func:`load_task_rms`), then :func:`evaluate` of base / ICL / RGD with ``params`` (the keys of
+    (:func:`lib.rewards.read_rm_index`, named by its unique ``rm`` column), loaded and adapted to unseen users
+    (:func:`lib.rewards.load_task_rms`), then :func:`evaluate` of base / ICL / RGD with ``params`` (the keys of
     notebook 05's parameters cell, :data:`GENERATION_PARAMS`). ``queries``: default
     :func:`generation_queries`; a subset of whole users gives exactly those users' rows (sharding).
     Rows sorted by :func:`sort_rows`; generations cached under ``P.cache / "generation"``."""
     from .preflamp import load_pairs
+    from .rewards import load_task_rms, select_rms
 
     _check_params(params)
     p = params

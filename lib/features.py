@@ -41,7 +41,7 @@ class LMFeaturizer:
 
     def __init__(self, model, tok, batch_size: int = 16, max_length: int = 1024, name: str = "lm"):
         self.model, self.tok, self.batch_size, self.max_length, self.name = model, tok, batch_size, max_length, name
-        self.decoder = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+        self.decoder = models.decoder_of(model)
         self.dim = model.config.hidden_size
 
     @classmethod
@@ -67,16 +67,9 @@ class LMFeaturizer:
     @torch.no_grad()
     def hidden(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-padded forward; returns (last_hidden_state [B, L, d] float32, lengths [B])."""
-        lens = torch.tensor([len(s) for s in seqs])
-        L = int(lens.max())
-        pad = self.tok.pad_token_id or 0
-        ids = torch.full((len(seqs), L), pad, dtype=torch.long)
-        mask = torch.zeros((len(seqs), L), dtype=torch.long)
-        for i, s in enumerate(seqs):
-            ids[i, : len(s)] = torch.tensor(s)
-            mask[i, : len(s)] = 1
-        out = self.decoder(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
-        return out.last_hidden_state.float(), lens
+        ids, mask = models.pad_batch(seqs, self.tok.pad_token_id or 0, "right", self.device)
+        out = self.decoder(input_ids=ids, attention_mask=mask)
+        return out.last_hidden_state.float(), torch.tensor([len(s) for s in seqs])
 
     def features(self, prompts, responses, progress: bool = False) -> torch.Tensor:
         seqs = [sum(self._ids(p, r), []) for p, r in zip(prompts, responses)]
@@ -101,7 +94,7 @@ class LMFeaturizer:
         Equal to forwarding each ``prompt + response`` alone up to float rounding (tested); a batch that
         would outgrow a sliding-window layer is forwarded whole instead.
         """
-        from . import rgd
+        from .kvcache import PromptCache, window_room
 
         n = len(prompts)
         ids = [[self._ids(p, rs[i]) for rs in response_sets] for i, p in enumerate(prompts)]
@@ -115,13 +108,13 @@ class LMFeaturizer:
             idx = order[s : s + self.batch_size]
             R = max(len(ys[i][j]) for i in idx for j in range(len(response_sets)))
             S = max(len(xs[i]) for i in idx)
-            if rgd.window_room(self.model, S) < R:  # would leave a sliding window: whole sequences
+            if window_room(self.model, S) < R:  # would leave a sliding window: whole sequences
                 for j in range(len(response_sets)):
                     h, _ = self.hidden([xs[i] + ys[i][j] for i in idx])
                     for b, i in enumerate(idx):
                         out[j][i] = h[b, len(xs[i]) : len(xs[i]) + len(ys[i][j])].cpu()
                 continue
-            pc = rgd.PromptCache(self.model, [xs[i] for i in idx], pad)
+            pc = PromptCache(self.model, [xs[i] for i in idx], pad)
             for j in range(len(response_sets)):
                 h = pc.append([ys[i][j] for i in idx])
                 for b, i in enumerate(idx):

@@ -159,9 +159,10 @@ def _guess_wide(head: bytes) -> str:
 
 
 def decode_text(path, raw: bytes, what: str = "JSON") -> str:
-    """``raw`` (the bytes of ``path``) as UTF-8 text, or :class:`BadFileError` naming the file: a UTF-16 /
-    UTF-32 file (byte-order mark or NUL bytes), bytes that are not UTF-8 (with the line), or an HTML page
-    (first non-space character ``<``: e.g. an error or login page saved in place of a download)."""
+    """``raw`` (the bytes of ``path``) as UTF-8 text (a UTF-8 byte-order mark is dropped), or
+    :class:`BadFileError` naming the file: a UTF-16 / UTF-32 file (byte-order mark or NUL bytes), bytes that
+    are not UTF-8 (with the line), or an HTML page (first non-space character ``<``: e.g. an error or login
+    page saved in place of a download). The project's one "must be UTF-8" check (LaMP, JSON lines, JSON)."""
     for bom, enc in _BOMS:
         if raw.startswith(bom):  # iconv reads the byte order from the mark (and drops it) given just UTF-16/32
             raise _not_utf8(path, f"{enc} byte-order mark", enc[:6])
@@ -169,7 +170,7 @@ def decode_text(path, raw: bytes, what: str = "JSON") -> str:
         enc = _guess_wide(raw[:4096])
         raise _not_utf8(path, f"NUL bytes ({enc} text?)", enc)
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise _not_utf8(path, f"line {line}: byte 0x{raw[e.start]:02x} is not valid UTF-8 (another encoding?)",

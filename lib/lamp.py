@@ -13,18 +13,19 @@ kept (the server answers a wrong path with HTTP 200 and an HTML page), writes at
 sha256 and size in ``<root>/manifest.json``. A pair of files already in place but not in the manifest
 (copied by hand) is validated the same way and recorded with ``"source": "local"``, never downloaded
 again; an invalid one is an error naming it (``force=True`` re-downloads). :func:`load_task` reads a
-folder with no network. Files must be UTF-8 (a UTF-8 byte-order mark is accepted); UTF-16/32 is an
-error. Every problem raises :class:`LaMPFormatError` naming the file, the record and the field.
+folder with no network. Files must be UTF-8 (a UTF-8 byte-order mark is accepted): UTF-16/32, other bytes
+or an HTML page raise :class:`lib.io.BadFileError` (:func:`lib.io.decode_text`, the project's one UTF-8
+check); every other problem raises :class:`LaMPFormatError` (a ``BadFileError``) naming the file, the record
+and the field.
 """
 from __future__ import annotations
 
-import codecs
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .io import atomic_path, sha256_file, write_json
+from .io import BadFileError, atomic_path, decode_text, sha256_file, write_json
 
 BASE_URL = "https://ciir.cs.umass.edu/downloads/LaMP"
 
@@ -49,7 +50,7 @@ TASKS = {
 SPLITS = ("train", "dev")
 
 
-class LaMPFormatError(ValueError):
+class LaMPFormatError(BadFileError):
     """A LaMP file is not what it should be; the message names file, record and field."""
 
     def __init__(self, file, problem: str, record=None, field: str | None = None):
@@ -79,25 +80,9 @@ def url(task: str, split: str, kind: str, base_url: str = BASE_URL) -> str:
 
 # --- validation -----------------------------------------------------------------------------
 
-_WIDE_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
-
-
-def _decode_utf8(data: bytes, file) -> str:
-    """UTF-8 text (a UTF-8 BOM is dropped); UTF-16/32 (a BOM or NUL bytes up front) or bad bytes: an error."""
-    if data.startswith(_WIDE_BOMS) or b"\x00" in data[:4]:
-        raise LaMPFormatError(file, "the file is UTF-16 or UTF-32; LaMP files must be UTF-8 "
-                                    "(convert it, e.g. `iconv -f UTF-16 -t UTF-8 in.json > out.json`)")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise LaMPFormatError(file, f"not valid UTF-8 (byte {e.start}); LaMP files must be UTF-8") from None
-
-
 def parse_json(data: bytes, file) -> object:
-    head = data[:512].lstrip().lower()
-    if head.startswith(b"<!doctype html") or head.startswith(b"<html") or head.startswith(b"<"):
-        raise LaMPFormatError(file, "got an HTML page where JSON was expected (wrong URL or an error page)")
-    text = _decode_utf8(data, file)
+    """The JSON value of a LaMP file's bytes; not UTF-8 or an HTML page: :class:`lib.io.BadFileError`."""
+    text = decode_text(file, data)
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:

@@ -54,11 +54,16 @@ def rouge(predictions, references, use_stemmer: bool = False) -> dict[str, float
     return {t: float(df[t].mean()) for t in ROUGE_TYPES}
 
 
-def bootstrap_ci(values, stat=np.mean, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0):
+def bootstrap_ci(values, stat=np.mean, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0,
+                 quantile: str = "numpy"):
     """Percentile bootstrap CI ``(lo, hi)`` of ``stat`` over the rows of ``values`` (seeded).
 
     All resamples are drawn at once (one ``[n_boot, n]`` index array); ``stat`` is applied along
     axis 1 when it accepts ``axis`` (``np.mean``, ``np.median``), else resample by resample.
+    ``quantile``: how the ``alpha / 2`` and ``1 - alpha / 2`` percentiles are interpolated, ``"numpy"``
+    (``np.quantile``) or ``"scipy"`` (``scipy.stats.quantile``, as ``scipy.stats.bootstrap(method="percentile")``
+    does: with ``alpha = 1 - level`` its CIs bit for bit; numpy's can differ in the last bits). The RM
+    accuracies of lib/rewards use ``"scipy"``.
     """
     x = np.asarray(values, dtype=float)
     if len(x) == 0:
@@ -69,6 +74,11 @@ def bootstrap_ci(values, stat=np.mean, n_boot: int = 1000, alpha: float = 0.05, 
         boots = np.asarray(stat(x[idx], axis=1), dtype=float)
     except TypeError:
         boots = np.array([stat(x[i]) for i in idx])
+    if quantile == "scipy":
+        lo, hi = stats.quantile(boots, np.array([alpha / 2, 1 - alpha / 2]))
+        return float(lo), float(hi)
+    if quantile != "numpy":
+        raise ValueError(f"bootstrap_ci: quantile must be 'numpy' or 'scipy', not {quantile!r}")
     return float(np.quantile(boots, alpha / 2)), float(np.quantile(boots, 1 - alpha / 2))
 
 
@@ -101,6 +111,15 @@ def tau_b_resampled(x, y, idx) -> np.ndarray:
         return np.where((nx > 0) & (ny > 0), s / np.sqrt(nx * ny), np.nan)
 
 
+def _tau_ci(out: dict, taus: np.ndarray, alpha: float) -> dict:
+    """Fill ``out`` with the percentile CI of the defined resampled taus and how many were undefined."""
+    ok = taus[~np.isnan(taus)]
+    out["n_degenerate"] = int(len(taus) - len(ok))
+    if len(ok):
+        out["ci_lo"], out["ci_hi"] = float(np.quantile(ok, alpha / 2)), float(np.quantile(ok, 1 - alpha / 2))
+    return out
+
+
 def kendall_tau_ci(x, y, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> dict:
     """tau-b with a percentile bootstrap CI, resampling models (pairs (x_i, y_i)) with replacement.
 
@@ -115,11 +134,7 @@ def kendall_tau_ci(x, y, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0)
         return out
     rng = np.random.default_rng(seed)
     taus = tau_b_resampled(x, y, rng.integers(0, len(x), size=(n_boot, len(x))))
-    ok = taus[~np.isnan(taus)]
-    out["n_degenerate"] = int(len(taus) - len(ok))
-    if len(ok):
-        out["ci_lo"], out["ci_hi"] = float(np.quantile(ok, alpha / 2)), float(np.quantile(ok, 1 - alpha / 2))
-    return out
+    return _tau_ci(out, taus, alpha)
 
 
 def tau_table(df: pd.DataFrame, x: str, y: str, by=("task",), n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
@@ -185,8 +200,4 @@ def kendall_tau_pairs_ci(x_pairs, y_pairs, n_boot: int = 1000, alpha: float = 0.
         m = rng.integers(0, M, size=(r, M))
         taus.append(tau_b_rows(np.take_along_axis(xb, m, 1), np.take_along_axis(yb, m, 1)))
     taus = np.concatenate(taus)
-    ok = taus[~np.isnan(taus)]
-    out["n_degenerate"] = int(len(taus) - len(ok))
-    if len(ok):
-        out["ci_lo"], out["ci_hi"] = float(np.quantile(ok, alpha / 2)), float(np.quantile(ok, 1 - alpha / 2))
-    return out
+    return _tau_ci(out, taus, alpha)

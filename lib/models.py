@@ -199,6 +199,31 @@ def same_tokenizer(a, b) -> bool:
     return a is b or (len(a) == len(b) and a.get_vocab() == b.get_vocab())
 
 
+def decoder_of(model):
+    """The decoder body of a causal LM: its ``last_hidden_state`` is the input of ``lm_head``."""
+    return model.get_decoder() if hasattr(model, "get_decoder") else model.model
+
+
+def pad_batch(seqs: list[list[int]], pad_id: int, side: str = "left", device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-id lists as one padded batch: (ids [B, L] long, attention mask [B, L] long, 1 on tokens).
+
+    ``side="left"`` puts the padding in front (prompts that decoding continues), ``"right"`` after
+    (responses appended to a prompt cache, whole sequences read at their last token).
+    """
+    if side not in ("left", "right"):
+        raise ValueError(f"side must be 'left' or 'right', not {side!r}")
+    L = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), L), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), L), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if not s:
+            raise ValueError(f"sequence {i} has no tokens")
+        span = slice(L - len(s), L) if side == "left" else slice(0, len(s))
+        ids[i, span] = torch.tensor(s, dtype=torch.long)
+        mask[i, span] = 1
+    return ids.to(device), mask.to(device)
+
+
 def has_chat_template(tok) -> bool:
     return getattr(tok, "chat_template", None) not in (None, "")
 
@@ -263,5 +288,6 @@ def greedy_generate(model, tok, messages: list[str], max_new_tokens: int = 32, b
 
     out = []
     for s in tqdm(range(0, len(messages), batch_size), disable=not progress, desc=desc):
-        out += rgd.generate(model, tok, list(messages[s : s + batch_size]), max_new_tokens=max_new_tokens).texts
+        out += rgd.generate(model, tok, list(messages[s : s + batch_size]),
+                            settings=rgd.DecodingSettings(max_new_tokens=max_new_tokens)).texts
     return out

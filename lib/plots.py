@@ -254,3 +254,84 @@ def plot_tau_vs_w(taus: pd.DataFrame, hue: str = "task", col: str = "policy", ro
     axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1, 1), fontsize="small", title=hue)
     fig.tight_layout()
     return fig
+
+
+def pair_lengths(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Words of the chosen and the rejected output of each Pref-LaMP pair, long format: task, user, side, words."""
+    words = pairs.assign(chosen_words=pairs.chosen.str.split().str.len(),
+                         rejected_words=pairs.rejected.str.split().str.len())
+    lengths = words.melt(id_vars=["task", "user"], value_vars=["chosen_words", "rejected_words"],
+                         var_name="side", value_name="words")
+    lengths["side"] = lengths.side.str.replace("_words", "")
+    return lengths
+
+
+def plot_preflamp_overview(pairs: pd.DataFrame):
+    """Pref-LaMP at a glance (``pairs``: the records of :func:`lib.preflamp.load_pairs`): pairs per task by user
+    group and split (left), words of the chosen against the rejected output (right)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    lengths = pair_lengths(pairs)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    groups = pairs.assign(**{"users / split": pairs.user_group + " users, " + pairs.split})
+    sns.countplot(groups.sort_values("users / split"), x="task", hue="users / split", ax=axes[0])
+    axes[0].set_title("Pref-LaMP pairs")
+    sns.boxplot(lengths, x="task", y="words", hue="side", ax=axes[1])
+    axes[1].set_title("output length (words)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_rgd_sweep(dec: pd.DataFrame):
+    """Notebook 03's raw-``w`` sweep (``dec``: rgd/decodes.csv, :func:`lib.sweep.read_decodes`): ROUGE-1 against
+    ``w`` (log scale) per method, one panel per policy, dashed: greedy (``w = 0``). Returns ``(fig, name)``,
+    name ``rgd_w_sweep_<raw|calibrated>_<task>``."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    policies, task, user = list(pd.unique(dec.policy)), dec.task.iloc[0], dec.user.iloc[0]
+    scale = "calibrated" if bool(dec.calibrated.iloc[0]) else "raw"
+    fig, axes = plt.subplots(1, len(policies), figsize=(4.6 * len(policies), 3.4), squeeze=False, sharey=True)
+    for ax, policy in zip(axes[0], policies):
+        d = dec[(dec.policy == policy) & (dec.w > 0)].groupby(["method", "w"]).rouge1.mean().reset_index()
+        sns.lineplot(d, x="w", y="rouge1", hue="method", marker="o", ax=ax, legend=ax is axes[0, -1])
+        ax.axhline(dec[(dec.policy == policy) & (dec.w == 0)].rouge1.mean(), color="grey", ls="--", lw=1)
+        ax.set_xscale("log")
+        ax.set_title(f"{policy}: {scale} rewards")
+        ax.set_xlabel("w (log scale)")
+    if axes[0, -1].get_legend():
+        sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1, 1), fontsize="small")
+    fig.suptitle(f"RGD ROUGE-1 vs reward weight, {task}, user {user} (dashed: greedy)")
+    fig.tight_layout()
+    return fig, f"rgd_w_sweep_{scale}_{task}"
+
+
+def plot_accuracy(table, prefix_train: bool = False):
+    """Notebook 02's bar plot of RM accuracy (:func:`lib.rewards.accuracy_table`): one panel per task (columns)
+    and user group (rows: seen, unseen), one bar per method and backbone with its 95% CI, dashed: chance."""
+    import matplotlib.pyplot as plt
+
+    t = table[table.prefix_train == prefix_train]
+    tasks, methods, backbones = list(dict.fromkeys(t.task)), list(dict.fromkeys(t.method)), list(dict.fromkeys(t.backbone))
+    fig, axes = plt.subplots(2, len(tasks), figsize=(4.2 * len(tasks), 6), squeeze=False, sharey=True)
+    width = 0.8 / max(len(backbones), 1)
+    for j, task in enumerate(tasks):
+        for i, group in enumerate(("seen", "unseen")):
+            ax = axes[i, j]
+            for b, bb in enumerate(backbones):
+                s = t[(t.task == task) & (t.backbone == bb)].set_index("method").reindex(methods)
+                y = s[f"rm_acc_{group}"].to_numpy(float)
+                err = np.stack([y - s[f"ci_lo_{group}"].to_numpy(float), s[f"ci_hi_{group}"].to_numpy(float) - y])
+                ax.bar(np.arange(len(methods)) + (b - (len(backbones) - 1) / 2) * width, y, width, yerr=err,
+                       capsize=2, label=bb)
+            ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+            ax.set_xticks(np.arange(len(methods)), methods, rotation=35, ha="right")
+            ax.set_ylim(0, 1.05)
+            ax.set_title(f"{task} - {group} users")
+            if j == 0:
+                ax.set_ylabel("RM accuracy")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.tight_layout()
+    fig.legend(handles, labels, title="backbone", loc="upper center", ncol=len(backbones), bbox_to_anchor=(0.5, 1.06))
+    return fig

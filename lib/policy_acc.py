@@ -13,7 +13,7 @@ documented definitions, each raw or length-normalised, on top of one teacher-for
 ``teacher_forced`` runs the policy and the reward once per response; ``policy_accuracy``
 re-weights the stored arrays for any sweep of ``w`` without new forwards. Rewards of the k
 candidates at every position come from one forward of ``T * k`` candidate tokens against the
-cache of ``x + y`` (the tree mask of lib/rgd.py: candidate (t, i) sees ``x + y_<t`` and itself);
+cache of ``x + y`` (the tree mask of lib/kvcache.py: candidate (t, i) sees ``x + y_<t`` and itself);
 rewards of a text-path reward model (other tokenizer) re-encode the texts. Ties count one half.
 """
 from __future__ import annotations
@@ -25,7 +25,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import models, rgd
+from . import models
+from .kvcache import PromptCache, lm_logp
+from .rgd_backends import head_rewards
 
 
 @dataclass
@@ -136,15 +138,15 @@ def teacher_forced_sets(policy, tok, rms: dict, prompts, response_sets, users, k
                              batch_size)
     bar = tqdm(total=len(prompts) * n_sets, disable=not progress, desc=f"teacher-forced[{kind} x{len(rms)}]")
     for b in batches:
-        pc = rgd.PromptCache(policy, [xs[i] for i in b], pad)
-        rc = rgd.PromptCache(featurizer.model, [models.prompt_ids(featurizer.tok, prompts[i]) for i in b], pad) \
+        pc = PromptCache(policy, [xs[i] for i in b], pad)
+        rc = PromptCache(featurizer.model, [models.prompt_ids(featurizer.tok, prompts[i]) for i in b], pad) \
             if kind == "separate" else None
         for j in range(n_sets):
             yb = [ys[j][i] for i in b]
             T = [len(y) for y in yb]
             H = pc.append(yb)  # [N, Ty, d]
             prev = torch.cat([pc.h_last[:, None], H[:, :-1]], 1)  # the state that predicts y_t
-            lps = [rgd.lm_logp(policy, prev[n, : T[n]]) for n in range(len(b))]  # [T, V]
+            lps = [lm_logp(policy, prev[n, : T[n]]) for n in range(len(b))]  # [T, V]
             cands = [lp.topk(k, dim=-1) for lp in lps]
             ci = [c[1] for c in cands]
             if kind == "shared":
@@ -172,7 +174,7 @@ def teacher_forced_sets(policy, tok, rms: dict, prompts, response_sets, users, k
                 feats[n, : T[n]] = gold[n]
                 feats[n, T[n] : T[n] * (1 + k)] = cand_h[n][: T[n] * k].to(feats.device)
             rows = torch.tensor(b)
-            rs = {key: rgd.head_rewards(rm, feats, uidx[key][rows]).double().cpu().numpy() for key, rm in rms.items()}
+            rs = {key: head_rewards(rm, feats, uidx[key][rows]).double().cpu().numpy() for key, rm in rms.items()}
             for n, i in enumerate(b):
                 yt = torch.tensor(yb[n], device=lps[n].device)
                 hit = ci[n] == yt[:, None]
@@ -226,132 +228,3 @@ def outcome(margin) -> np.ndarray:
     m = np.asarray(margin, dtype=float)
     return (m > 0) + 0.5 * (m == 0)
 
-
-def split_halves(pair_ids, seed: int = 0, val_frac: float = 0.5) -> dict[str, str]:
-    """Assign each pair to "val" (selects w) or "test" (reports), a fixed fraction by a seeded hash order.
-
-    A pure function of the ids and the seed: every notebook, policy and reward model sees the same halves.
-    """
-    import hashlib
-
-    ids = sorted(set(pair_ids), key=lambda p: hashlib.sha256(f"{seed}:{p}".encode()).hexdigest())
-    n_val = int(len(ids) * val_frac)
-    return {p: ("val" if i < n_val else "test") for i, p in enumerate(ids)}
-
-
-def score_pairs(policy, tok, rms: dict, pairs: list[dict], ws, definitions=("cumulative", "rgd_likelihood"),
-                k: int = 10, policy_name: str | None = None, featurizer=None, batch_size: int = 16,
-                progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Teacher-force every pair once for all reward models ``rms`` (one backbone) and score them.
-
-    Returns two long tables, one row per (reward model, pair) and per (reward model, pair, definition,
-    normalise, w):
-
-    * ``rm``: ``rm_correct`` (RM accuracy outcome: the reward of the chosen full response, the state of
-      its end token, above the rejected one's) and ``reward_margin`` (that difference, in the model's
-      decoding units: calibrated by default);
-    * ``policy``: ``correct``, the policy-accuracy outcome of the pair under each definition and ``w``.
-    """
-    if not pairs:
-        return pd.DataFrame(), pd.DataFrame()
-    tc, tr = teacher_forced_sets(policy, tok, rms, [p["prompt"] for p in pairs],
-                                 [[p["chosen"] for p in pairs], [p["rejected"] for p in pairs]],
-                                 [p["user"] for p in pairs], k=k, policy_name=policy_name, featurizer=featurizer,
-                                 batch_size=batch_size, progress=progress)
-    ids = [p["pair_id"] for p in pairs]
-    rm_rows, pol = [], []
-    ws = np.asarray(ws, dtype=float)
-    for key in rms:
-        margin = np.array([c.r_gold[-1] - r.r_gold[-1] for c, r in zip(tc[key], tr[key])])
-        rm_rows.append(pd.DataFrame({"rm": key, "pair_id": ids, "rm_correct": outcome(margin), "reward_margin": margin}))
-        for d in definitions:
-            for norm in (False, True):
-                m = sequence_scores(tc[key], ws, d, norm) - sequence_scores(tr[key], ws, d, norm)  # [N, W]
-                pol.append(pd.DataFrame({"rm": key, "pair_id": np.repeat(ids, len(ws)), "definition": d,
-                                         "normalise": norm, "w": np.tile(ws, len(ids)),
-                                         "correct": outcome(m).ravel()}))
-    return pd.concat(rm_rows, ignore_index=True), pd.concat(pol, ignore_index=True)
-
-
-def select_w(policy_pairs: pd.DataFrame, by=("task", "policy", "rm", "user_group", "definition", "normalise")) -> pd.DataFrame:
-    """The w of each reward model with the highest policy accuracy on the *val* half (ties: the smaller w).
-
-    ``w = 0`` (the base policy) is a candidate when it is in the grid, so a reward model that does not help
-    falls back to the base policy instead of being reported at a w that wrecks it. Returns one row per
-    group of ``by`` with ``w_selected`` and ``val_acc`` (its validation accuracy).
-    """
-    by = list(by)
-    val = policy_pairs[policy_pairs.half == "val"]
-    if val.empty:
-        raise ValueError("select_w: no pairs in the val half (see split_halves)")
-    acc = val.groupby(by + ["w"], sort=True).correct.mean().rename("val_acc").reset_index()
-    acc = acc.sort_values(by + ["val_acc", "w"], ascending=[True] * len(by) + [False, True], kind="stable")
-    return acc.groupby(by, sort=True).head(1).rename(columns={"w": "w_selected"}).reset_index(drop=True)
-
-
-def at_selected_w(policy_pairs: pd.DataFrame, selected: pd.DataFrame) -> pd.DataFrame:
-    """The per-pair policy outcomes of each reward model at its validation-selected w (all halves)."""
-    keys = [c for c in selected.columns if c not in ("w_selected", "val_acc")]
-    m = policy_pairs.merge(selected[keys + ["w_selected"]], on=keys, how="inner")
-    return m[m.w == m.w_selected].drop(columns="w_selected")
-
-
-def accuracy_rows(rm_pairs: pd.DataFrame, policy_pairs: pd.DataFrame, by=("task", "policy", "user_group"),
-                  base_pairs: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Test-half accuracies: one row per (``by``, rm, definition, normalise, w) with ``policy_acc``,
-    ``ties``, ``n_pairs``, the RM accuracy ``rm_acc`` and mean ``reward_margin`` of that reward model on the
-    same pairs, and ``base_acc``: the base policy's own ranking accuracy (cumulative score at w = 0, raw),
-    the chance reference of every policy-accuracy number (the same for every reward model), read from
-    ``base_pairs`` (default ``policy_pairs``; pass the full table when ``policy_pairs`` holds only the
-    selected w of each model)."""
-    by = list(by)
-    pt = policy_pairs[policy_pairs.half == "test"]
-    rt = rm_pairs[rm_pairs.half == "test"]
-    bt = pt if base_pairs is None else base_pairs[base_pairs.half == "test"]
-    g = pt.groupby(by + ["rm", "definition", "normalise", "w"], sort=True).correct
-    out = pd.concat([g.mean().rename("policy_acc"), g.apply(lambda c: float((c == 0.5).mean())).rename("ties"),
-                     g.size().rename("n_pairs")], axis=1).reset_index()
-    r = rt.groupby(by + ["rm"], sort=True).agg(rm_acc=("rm_correct", "mean"), reward_margin=("reward_margin", "mean"))
-    out = out.merge(r.reset_index(), on=by + ["rm"], how="left")
-    base = bt[(bt.w == 0) & (bt.definition == "cumulative") & (~bt.normalise.astype(bool))]
-    if len(base):  # identical for every reward model (w = 0): take one
-        b = base.groupby(by + ["pair_id"], sort=True).correct.first().groupby(by).mean().rename("base_acc")
-        out = out.merge(b.reset_index(), on=by, how="left")
-    else:
-        out["base_acc"] = np.nan
-    return out
-
-
-def tau_table_pairs(rm_pairs: pd.DataFrame, policy_pairs: pd.DataFrame, by=("task", "policy", "user_group"),
-                    level: str = "rm", n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Kendall tau-b between RM accuracy and policy accuracy across reward models (``level="rm"``) or across
-    methods (``level="method"``: a method's per-pair outcomes averaged over its seeds and prefix variants),
-    on the test half, with a bootstrap over models *and* pairs (:func:`lib.metrics.kendall_tau_pairs_ci`).
-
-    ``policy_pairs`` holds one w per reward model (e.g. :func:`at_selected_w`, or one fixed w) and the
-    columns ``by`` + definition, normalise. Reward models flagged ``degenerate`` (column, non-empty) are
-    left out and counted in ``n_excluded``.
-    """
-    from . import metrics
-
-    by = list(by)
-    rt = rm_pairs[rm_pairs.half == "test"]
-    pt = policy_pairs[policy_pairs.half == "test"]
-    rows = []
-    for key, g in pt.groupby(by + ["definition", "normalise"], sort=True):
-        key = dict(zip(by + ["definition", "normalise"], key))
-        r = rt
-        for c in by:
-            r = r[r[c] == key[c]]
-        deg = set(r.loc[r.get("degenerate", pd.Series("", index=r.index)).fillna("").astype(str) != "", "rm"])
-        g, r = g[~g.rm.isin(deg)], r[~r.rm.isin(deg)]
-        unit = "rm" if level == "rm" else "method"
-        if g.duplicated(["rm", "pair_id"]).any():
-            raise ValueError(f"tau_table_pairs: several w per reward model in cell {key}; pass one w per model")
-        Y = g.pivot_table(index=unit, columns="pair_id", values="correct", aggfunc="mean")
-        X = r.pivot_table(index=unit, columns="pair_id", values="rm_correct", aggfunc="mean").reindex_like(Y)
-        if X.isna().any().any():
-            raise ValueError(f"tau_table_pairs: RM and policy outcomes cover different pairs in cell {key}")
-        res = metrics.kendall_tau_pairs_ci(X.to_numpy(), Y.to_numpy(), n_boot=n_boot, seed=seed)
-        rows.append({**key, "level": level, **res, "n_excluded": len(deg)})
-    return pd.DataFrame(rows)

@@ -134,6 +134,23 @@ def _get(row, key, where, kind=str):
 
 
 # --------------------------------------------------------------------------------- splitting
+def user_groups(order: list[str], unseen_frac: float) -> dict[str, str]:
+    """user -> "unseen" for the first ``n_unseen`` users of ``order`` (already shuffled), "seen" for the rest,
+    with ``n_unseen = min(max(1, round(unseen_frac * n)), n - 1)`` (0 when ``unseen_frac`` is 0 or ``n < 2``).
+
+    The one seen/unseen rule of Pref-LaMP (:mod:`lib.preflamp`) and the preference datasets (:func:`split_users`).
+    """
+    n = len(order)
+    n_unseen = max(min(max(1, round(unseen_frac * n)), n - 1), 0) if unseen_frac > 0 else 0
+    return {u: "unseen" if i < n_unseen else "seen" for i, u in enumerate(order)}
+
+
+def n_test_pairs(n: int, test_frac: float) -> int:
+    """How many of a user's ``n`` pairs are test: ``min(max(1, round(test_frac * n)), n - 1)``, so a user with
+    at least 2 pairs has a train and a test pair."""
+    return min(max(1, round(test_frac * n)), n - 1)
+
+
 def split_users(by_user: dict[str, list[dict]], task: str, unseen_frac: float = 0.25, test_frac: float = 0.25,
                 min_pairs: int = 4, max_users: int | None = None, max_pairs_per_user: int | None = None,
                 seed: int = 0) -> list[dict]:
@@ -162,16 +179,15 @@ def split_users(by_user: dict[str, list[dict]], task: str, unseen_frac: float = 
     users = users[:max_users] if max_users else users
     if len(users) < 2:
         raise ValueError(f"{task}: only {len(users)} user(s) with >= {min_pairs} pairs; need 2 (seen and unseen)")
-    n_unseen = min(max(1, round(unseen_frac * len(users))), len(users) - 1) if unseen_frac > 0 else 0
+    group = user_groups(users, unseen_frac)
     out = []
-    for _k, user in enumerate(sorted(users)):
+    for user in sorted(users):
         pairs = list(by_user[user])
         rng.shuffle(pairs)
         pairs = pairs[:max_pairs_per_user] if max_pairs_per_user else pairs
-        n_test = min(max(1, round(test_frac * len(pairs))), len(pairs) - 1)
-        group = "unseen" if user in users[:n_unseen] else "seen"
+        n_test = n_test_pairs(len(pairs), test_frac)
         for j, p in enumerate(pairs):
-            out.append(p | {"task": task, "user": user, "user_group": group,
+            out.append(p | {"task": task, "user": user, "user_group": group[user],
                             "split": "test" if j < n_test else "train"})
     return out
 

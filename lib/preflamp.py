@@ -41,8 +41,9 @@ corpus gives several questions one profile, and questions are grouped by their p
   LaMP-7 leak guard, empty outputs) is dropped with its queries, with a warning
   (``users_dropped_too_few_pairs``; its pairs: ``pairs_dropped_with_users``). Only then are the kept
   users, in the same shuffled order, split into *seen* (their train pairs train reward models) and
-  *unseen* (only a few-shot adaptation): the first ``round(unseen_frac * n)`` are unseen. Each user's
-  kept pairs are split as in :func:`lib.prefdata.split_users`: the first
+  *unseen* (only a few-shot adaptation) by :func:`lib.prefdata.user_groups`, the rule of the preference
+  datasets: the first ``min(max(1, round(unseen_frac * n)), n - 1)`` are unseen (0 when ``unseen_frac`` is 0).
+  Each user's kept pairs are split by :func:`lib.prefdata.n_test_pairs`: the first
   ``n_test = min(max(1, round(test_frac * n)), n - 1)`` are test, the rest train, so every kept user
   has at least one of each. A task with no user left is a ``ValueError`` naming the task, the number of
   users in the file and the setting that dropped them; :func:`build` then writes nothing.
@@ -56,11 +57,11 @@ import json
 import random
 import re
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 from . import lamp
-from .io import atomic_dir, read_jsonl, sha256_file, sha256_text, write_json, write_jsonl, write_text
+from .io import atomic_dir, read_jsonl, sha256_file, write_json, write_jsonl
+from .prefdata import n_test_pairs, user_groups
 
 DEFAULTS = dict(tasks=("LaMP-4", "LaMP-5", "LaMP-7"), split="dev", max_users=None, max_pairs_per_user=12,
                 min_profile=4, unseen_frac=0.25, test_frac=0.25, rejected="policy", max_source_chars=1200,
@@ -113,179 +114,14 @@ def group_users(questions: list[dict]) -> dict[str, list[dict]]:
     return {qs[0]["id"]: qs for qs in by_profile.values()}
 
 
-def _cache_record(line: str) -> dict | None:
-    """A cache line's ``{"k", "g"}`` record, or None if the line is not one (cut, not an object, keys missing)."""
-    try:
-        rec = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    return rec if isinstance(rec, dict) and isinstance(rec.get("k"), str) and isinstance(rec.get("g"), str) else None
-
-
-class GenerationCache:
-    """prompt -> generation, appended to a JSONL file batch by batch (resumable).
-
-    On open, a file whose last line was cut (no final newline: a killed write) or that holds unreadable
-    lines (not JSON, not an object, a key missing) is repaired: rewritten atomically with only its
-    readable records, with one warning naming the file and lines; those prompts are generated again.
-    """
-
-    def __init__(self, path: Path, key: str):
-        self.path, self.key, self.data = Path(path), key, {}
-        if self.path.exists():
-            self._load()
-
-    def _load(self) -> None:
-        text = self.path.read_text(encoding="utf-8", errors="replace")
-        good, bad = [], []
-        for i, line in enumerate(text.splitlines(), 1):
-            rec = _cache_record(line)
-            if rec is None:
-                bad.append(i)
-                continue
-            self.data[rec["k"]] = rec["g"]
-            good.append(line)
-        if bad or (text and not text.endswith("\n")):
-            write_text(self.path, "".join(line + "\n" for line in good))
-        if bad:
-            warnings.warn(f"{self.path}: line(s) {bad} unreadable (an interrupted write?): removed from the cache "
-                          "file; those prompts will be generated again")
-
-    def _k(self, prompt: str) -> str:
-        return sha256_text(self.key + "\x1f" + prompt)[:32]
-
-    def get(self, prompt):
-        return self.data.get(self._k(prompt))
-
-    def add(self, prompts, gens):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            for p, g in zip(prompts, gens):
-                self.data[self._k(p)] = g
-                f.write(json.dumps({"k": self._k(p), "g": g}) + "\n")
-            f.flush()
-
-
-def cached_generator(generate_batch: Callable[[list[str]], list[str]], cache_path: str | Path | None, key: str,
-                     batch_size: int = 16, desc: str = "rejected") -> Callable[[list[str]], list[str]]:
-    """Wrap a batch generator with a per-prompt cache that grows batch by batch (resumable).
-
-    Batches are fixed slices of the sorted unique prompts, so a resumed run batches exactly as a
-    fresh one and produces the same outputs; a batch whose prompts are all cached is skipped.
-    """
-    from tqdm.auto import tqdm
-
-    cache = GenerationCache(cache_path, key) if cache_path else None
-
-    def gen(prompts: list[str]) -> list[str]:
-        out = {}
-        uniq = sorted(set(prompts), key=lambda p: (len(p), p))
-        batches = [uniq[i : i + batch_size] for i in range(0, len(uniq), batch_size)]
-        for b in tqdm(batches, desc=desc):
-            cached = [cache.get(p) if cache else None for p in b]
-            if all(c is not None for c in cached):
-                out.update(zip(b, cached))
-                continue
-            g = [clean_generation(t) for t in generate_batch(b)]
-            if len(g) != len(b):
-                raise RuntimeError(f"generator returned {len(g)} outputs for {len(b)} prompts")
-            if cache:
-                cache.add(b, g)
-            out.update(zip(b, g))
-        return [out[p] for p in prompts]
-
-    return gen
-
-
-def policy_generator(model_name: str = "smollm2-135m", max_new_tokens: int = 24, batch_size: int = 16,
-                     cache_path: str | Path | None = None, device=None) -> Callable[[list[str]], list[str]]:
-    """The base policy's zero-shot greedy output, cached and resumable: the rejected responses of
-    ``rejected="policy"`` and the LaMP-7 paraphrases (one generator, one model load, one cache).
-
-    The model is loaded only if some batch is not cached yet.
-    """
-    from . import models
-
-    state = {}
-
-    def batch(prompts):
-        if "model" not in state:
-            state["model"], state["tok"] = models.load_causal_lm(model_name, device=device)
-        return models.greedy_generate(state["model"], state["tok"], prompts, max_new_tokens, batch_size=len(prompts))
-
-    gen = cached_generator(batch, cache_path, f"{model_name}|{max_new_tokens}|greedy", batch_size,
-                           desc=f"policy[{model_name}]")
-    gen.description = f"{model_name} zero-shot greedy, max_new_tokens={max_new_tokens}"
-    return gen
-
-
-def _other_user_rejected(items_by_user: dict[str, list[dict]], task: str) -> dict[tuple, str | None]:
-    """(user, item id) -> the output of the best-ranked (BM25 on the sources) profile item of another user
-    whose output differs from this item's (``_norm``); None if no other user's output differs."""
-    import bm25s
-
-    if sum(bool(items) for items in items_by_user.values()) < 2:
-        raise ValueError(f"{task}: rejected='other_user' needs at least two users with profile items, got "
-                         f"{sum(bool(items) for items in items_by_user.values())}")
-    corpus = [(u, it) for u, items in items_by_user.items() for it in items]
-    retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize([it["source"] for _, it in corpus], show_progress=False), show_progress=False)
-
-    def ranked(idx: list[int], k: int):
-        q = bm25s.tokenize([corpus[i][1]["source"] for i in idx], show_progress=False)
-        return retriever.retrieve(q, k=k, show_progress=False)[0]
-
-    def pick(i: int, ranking) -> str | None:
-        u, own = corpus[i][0], _norm(corpus[i][1]["output"])
-        return next((corpus[j][1]["output"] for j in ranking
-                     if corpus[j][0] != u and _norm(corpus[j][1]["output"]) != own), None)
-
-    everyone = list(range(len(corpus)))
-    out = {i: pick(i, r) for i, r in zip(everyone, ranked(everyone, min(len(corpus), 20)))}
-    missing = [i for i in everyone if out[i] is None]
-    if missing and len(corpus) > 20:  # nothing usable in the top 20: look through the whole ranking
-        out.update({i: pick(i, r) for i, r in zip(missing, ranked(missing, len(corpus)))})
-    return {(corpus[i][0], corpus[i][1]["id"]): o for i, o in out.items()}
-
-
-def _other_rule_rejected(chosen_items: dict[str, list[dict]], rule_of_user: dict[str, str], facts: dict,
-                         task: str, seed: int) -> dict[tuple, str | None]:
-    """(user, item id) -> the item's facts rendered under another user's rule (None: no such rendering).
-
-    The other user is a seeded choice (per task, user, item and seed) among the users whose rule
-    renders these facts differently from the chosen output and not in a way that follows this user's
-    own rule; if none qualifies, among those whose rendering merely differs from the chosen.
-    """
-    from . import synthetic
-
-    out = {}
-    users = sorted(rule_of_user)
-    for u, items in chosen_items.items():
-        own = rule_of_user[u]
-        if not own:
-            raise ValueError(f"rejected='other_rule': user {u!r} of {task} has no rule (not a synthetic corpus?)")
-        for it in items:
-            if it["id"] not in facts:
-                raise ValueError(f"rejected='other_rule': no facts for profile item {it['id']!r} of {task} in "
-                                 "facts.json: regenerate the synthetic corpus")
-            f = facts[it["id"]]
-            cands = [(v, synthetic.apply_rule(rule_of_user[v], f)) for v in users if v != u and rule_of_user[v] != own]
-            cands = [(v, r) for v, r in cands if _norm(r) != _norm(it["output"])]
-            strict = [(v, r) for v, r in cands if not synthetic.follows_rule(own, r)]
-            pool = strict or cands
-            rng = random.Random(f"{task}-{u}-{it['id']}-{seed}")
-            out[(u, it["id"])] = rng.choice(pool)[1] if pool else None
-    return out
-
-
 def _check_task_params(p: dict, task: str, generator, paraphraser, facts) -> None:
     if p["rejected"] not in REJECTED:
         raise ValueError(f"rejected must be one of {REJECTED}, got {p['rejected']!r}")
     if task == "LaMP-7" and paraphraser is None:
         raise ValueError("LaMP-7 pair inputs are paraphrases of the tweets by the base policy: pass a generator "
-                         f"(see policy_generator) also when rejected={p['rejected']!r}")
+                         f"(see lib.gencache.policy_generator) also when rejected={p['rejected']!r}")
     if p["rejected"] == "policy" and generator is None:
-        raise ValueError("rejected='policy' needs a generator (see policy_generator)")
+        raise ValueError("rejected='policy' needs a generator (see lib.gencache.policy_generator)")
     if p["rejected"] == "other_rule" and facts is None:
         raise ValueError("rejected='other_rule' needs the facts of the synthetic corpus (facts.json)")
 
@@ -410,6 +246,8 @@ def build_task(questions: list[dict], task: str, generator, params: dict, facts:
     ``generator``) the LaMP-7 pair inputs; ``facts`` (id -> facts, synthetic corpus) feeds
     ``rejected="other_rule"``. Raises ``ValueError`` naming the task and the counts when no user is left.
     """
+    from .rejected import other_rule_rejected, other_user_rejected
+
     p = {**DEFAULTS, **params}
     paraphraser = paraphraser or generator
     _check_task_params(p, task, generator, paraphraser, facts)
@@ -433,18 +271,18 @@ def build_task(questions: list[dict], task: str, generator, params: dict, facts:
     elif p["rejected"] == "other_user":
         with_source = {u: [{**it, "source": source[(u, it["id"])]} for it in chosen_items[u]]
                        for u in chosen_items} if not spec.source_field else items
-        rejected = _other_user_rejected(with_source, task)
+        rejected = other_user_rejected(with_source, task)
     else:
         rule_of_user = {u: users[u][0].get("rule") for u in order}
-        rejected = _other_rule_rejected(chosen_items, rule_of_user, facts, task, p["seed"])
+        rejected = other_rule_rejected(chosen_items, rule_of_user, facts, task, p["seed"])
     kept = _kept_pairs(chosen_items, rejected, counts)
     uids = _drop_thin_users(order, kept, task, p, counts)  # seen/unseen and train/test only after every drop
-    n_unseen = round(len(uids) * p["unseen_frac"])
-    group = {u: ("unseen" if i < n_unseen else "seen") for i, u in enumerate(uids)}
+    group = user_groups(uids, p["unseen_frac"])
+    n_unseen = sum(g == "unseen" for g in group.values())
     pairs, queries = [], []
     for u in sorted(uids):
         n = len(kept[u])
-        n_test = min(max(1, round(n * p["test_frac"])), n - 1)  # as lib.prefdata.split_users
+        n_test = n_test_pairs(n, p["test_frac"])
         for j, (it, rej) in enumerate(kept[u]):
             pairs.append({"pair_id": f"{task}/{u}/{it['id']}", "task": task, "user": u, "user_group": group[u],
                           "split": "test" if j < n_test else "train", "prompt": prompts[(u, it["id"])],
@@ -470,7 +308,7 @@ def build(lamp_root, out_dir, generator=None, corpus: str = "lamp", paraphraser=
 
     ``corpus`` names what ``lamp_root`` holds ("lamp" downloaded, "synthetic" generated); it is
     recorded in the manifest so a smoke build can never pass for a real one. ``generator`` (the base
-    policy, :func:`policy_generator`) makes the rejected responses of ``rejected="policy"`` and, as
+    policy, :func:`lib.gencache.policy_generator`) makes the rejected responses of ``rejected="policy"`` and, as
     ``paraphraser`` unless one is given, the LaMP-7 pair inputs: LaMP-7 needs it whatever ``rejected``
     is. ``rejected="other_rule"`` needs ``corpus="synthetic"`` (it reads ``facts.json``). A task with no
     user left raises ``ValueError`` (naming task and counts) and nothing is written: an existing
@@ -486,11 +324,11 @@ def build(lamp_root, out_dir, generator=None, corpus: str = "lamp", paraphraser=
                          f"corpus='synthetic' (users with known rules and facts), got corpus={corpus!r}; "
                          "use rejected='policy' on real LaMP")
     if p["rejected"] == "policy" and generator is None:
-        raise ValueError("rejected='policy' needs a generator (see policy_generator)")
+        raise ValueError("rejected='policy' needs a generator (see lib.gencache.policy_generator)")
     paraphraser = paraphraser or generator
     if "LaMP-7" in p["tasks"] and paraphraser is None:
         raise ValueError("LaMP-7 is among the tasks: its pair inputs are paraphrases of the tweets by the base "
-                         f"policy, so build() needs a generator (see policy_generator) also when "
+                         f"policy, so build() needs a generator (see lib.gencache.policy_generator) also when "
                          f"rejected={p['rejected']!r}")
     rules, facts = {}, {}
     rules_file = Path(lamp_root) / "rules.json"
@@ -552,4 +390,12 @@ def load_queries(root, task: str | None = None) -> list[dict]:
 
 
 def load_manifest(root) -> dict:
+    """The manifest of a Pref-LaMP build (corpus, parameters, counts, sha256 of every file)."""
     return json.loads((Path(root) / "manifest.json").read_text())
+
+
+def counts_table(manifest: dict):
+    """The per-task counts of a build (its manifest's ``tasks``) as a DataFrame, one row per task."""
+    import pandas as pd
+
+    return pd.DataFrame(manifest["tasks"]).T.rename_axis("task").reset_index()

@@ -43,7 +43,7 @@ def _preflamp(P) -> list[tuple]:
 
 
 def _rms(P) -> list[tuple]:
-    from .evaluate import read_rm_index
+    from .rewards import read_rm_index
 
     idx = read_rm_index(P.rms / "index.csv")
     ok = idx[idx.degenerate == ""]
@@ -61,7 +61,7 @@ def _rms(P) -> list[tuple]:
 
 
 def _eval(P) -> list[tuple]:
-    from .evaluate import read_results
+    from .results import read_results
 
     rows = []
     dec = pd.read_csv(P.rgd / "decodes.csv")

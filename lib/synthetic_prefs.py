@@ -56,6 +56,7 @@ import random
 from pathlib import Path
 
 from .io import atomic_dir, write_json
+from .synthetic_scenes import CONVERSATION_TYPES, DURATIONS, FILLERS, FOLLOW_UPS, MODELS, SCENES
 
 NAMES = ("tldr", "prism", "personalllm")
 ATTRIBUTES = ("long", "formal", "topic")
@@ -77,141 +78,6 @@ REWARD_MODELS = {  # name: (attribute, sign, loc, scale)
 RM_NOISE = 0.3
 FORMAL_MARKERS = ("regarding", "recommend", "furthermore", "advisable", "author")
 CASUAL_MARKERS = ("ok so", "just", "lol", "tbh", "idk", "!!")
-
-# Each scene: keyword (named only by ``key_np``), a generic noun phrase, the situation (slots {age}{g}
-# {dur}), a question, a summary fact with {np}, and 3 advice / 3 details (imperatives without keywords).
-SCENES = [
-    dict(keyword="landlord", key_np="the landlord", generic_np="the owner", subreddit="legaladvice",
-         title="Landlord won't return my deposit after I moved out",
-         situation="I ({age}{g}) moved out of my flat {dur} ago and left it spotless, with photos to prove it. "
-                   "My landlord still has not returned the deposit and has stopped answering my emails.",
-         question="What are my options to get the money back without paying a lawyer?",
-         fact="{np} kept the deposit after a clean move-out",
-         advice=["send a dated letter demanding the money", "file a small claims case",
-                 "ask a tenant union for help"],
-         detail=["keep every email and photo as evidence", "check the local deadline for returning deposits",
-                 "log each contact attempt"]),
-    dict(keyword="roommate", key_np="the roommate", generic_np="the flatmate", subreddit="relationships",
-         title="My roommate never cleans and I am losing patience",
-         situation="I ({age}{g}) share a small apartment with a roommate I met online. For {dur} the dishes have "
-                   "piled up and the bathroom is a mess, and every talk about it ends in an argument.",
-         question="How do I fix this without moving out?",
-         fact="{np} never cleans and talks end badly",
-         advice=["agree on a written cleaning rota", "split the chores weekly",
-                 "hire a cleaner and share the cost"],
-         detail=["pick a calm moment to talk", "post the plan on the fridge",
-                 "review the plan together after a month"]),
-    dict(keyword="puppy", key_np="the puppy", generic_np="the new pet", subreddit="dogs",
-         title="New puppy cries all night in the crate",
-         situation="We adopted an eight week old puppy {dur} ago. She cries in her crate every night for hours "
-                   "and none of us has slept properly since, which is starting to affect work.",
-         question="Is this normal, and how can we help her settle?",
-         fact="{np} cries all night in the crate",
-         advice=["move the crate next to your bed", "add a blanket that smells of home",
-                 "walk her briefly before bed"],
-         detail=["keep the evening routine fixed", "avoid long naps late in the evening",
-                 "reward quiet moments with a calm voice"]),
-    dict(keyword="manager", key_np="the manager", generic_np="a senior colleague", subreddit="careerguidance",
-         title="Manager takes credit for my work in meetings",
-         situation="I ({age}{g}) have worked at a mid-sized company for {dur}. In the last three team meetings my "
-                   "manager presented my analysis as her own, and my name never came up once.",
-         question="How do I handle this without hurting my career?",
-         fact="{np} takes credit for my work",
-         advice=["email a recap after each meeting", "share updates with the wider team",
-                 "raise it calmly in a one-on-one"],
-         detail=["keep dated notes of what you delivered", "name your work when you present",
-                 "ask a trusted colleague for their view"]),
-    dict(keyword="marathon", key_np="the marathon", generic_np="the race", subreddit="running",
-         title="First marathon in twelve weeks and my knees hurt",
-         situation="I ({age}{g}) signed up for my first marathon and started training {dur} ago. My long runs are "
-                   "going well, but my knees ache for two days after each one.",
-         question="Should I rest, change shoes, or push through?",
-         fact="training for {np} leaves my knees sore",
-         advice=["cut the weekly distance", "get fitted for new running shoes",
-                 "add two strength sessions a week"],
-         detail=["see a physiotherapist if the ache stays", "run the easy days truly slowly",
-                 "increase the long run by small steps"]),
-    dict(keyword="sourdough", key_np="the sourdough", generic_np="the bread", subreddit="Breadit",
-         title="My sourdough comes out dense and flat every time",
-         situation="I have been baking for {dur} and my sourdough always comes out dense and flat. My starter "
-                   "bubbles nicely and I follow the recipe exactly, so I am out of ideas.",
-         question="What am I doing wrong, and what should I change first?",
-         fact="{np} comes out dense and flat every time",
-         advice=["proof the dough longer", "use your starter at its peak",
-                 "bake in a preheated covered pot"],
-         detail=["try the poke test before shaping", "keep the kitchen warm while it rises",
-                 "weigh the flour instead of using cups"]),
-    dict(keyword="laptop", key_np="the laptop", generic_np="the computer", subreddit="techsupport",
-         title="Laptop gets very hot and loud when I only browse",
-         situation="My laptop is about two years old. For the past {dur} it gets very hot and the fan is loud "
-                   "even when I only have a browser open, and the battery drains fast.",
-         question="Is it dying, or can I fix this myself?",
-         fact="{np} runs hot and loud during light use",
-         advice=["clean the vents with compressed air", "check which programs use the processor",
-                 "use it on a hard surface"],
-         detail=["update the system and restart it", "keep it off beds and sofas",
-                 "try a cooling pad for long sessions"]),
-    dict(keyword="tomato", key_np="the tomato plants", generic_np="the plants", subreddit="gardening",
-         title="Tomato plants turning yellow from the bottom up",
-         situation="I ({age}{g}) started my first vegetable garden {dur} ago. The tomato leaves are turning "
-                   "yellow from the bottom up and a few of them now have brown spots.",
-         question="Are they sick, and can I still save the harvest?",
-         fact="{np} are yellowing from the bottom up",
-         advice=["water at the base in the morning", "remove the lowest yellow leaves",
-                 "feed them a balanced fertiliser"],
-         detail=["keep the leaves dry to stop fungus", "mulch around the stems to hold moisture",
-                 "give each plant more space for air"]),
-    dict(keyword="guitar", key_np="the guitar", generic_np="the instrument", subreddit="Guitar",
-         title="Learning guitar as an adult, fingers hurt and progress is slow",
-         situation="I ({age}{g}) picked up the guitar {dur} ago. My fingertips hurt after ten minutes and I "
-                   "still cannot switch between chords in time with a song.",
-         question="How do people get past this stage?",
-         fact="{np} hurts my fingers and chords are slow",
-         advice=["practise in short daily sessions", "drill two chord changes with a timer",
-                 "lower the string action"],
-         detail=["expect calluses to form soon", "play slowly before trying full speed",
-                 "record yourself to hear the progress"]),
-    dict(keyword="wedding", key_np="the wedding", generic_np="the event", subreddit="weddingplanning",
-         title="Sister wants me to pay for half of her wedding",
-         situation="My sister is getting married in {dur} and has asked me ({age}{g}) to cover half of the venue. "
-                   "I am happy for her, but I am still paying off my student loans.",
-         question="How do I say no without ruining our relationship?",
-         fact="I cannot afford half of {np}",
-         advice=["explain your budget honestly and early", "offer a fixed smaller amount",
-                 "help with planning instead of money"],
-         detail=["talk in person rather than by text", "suggest a gift that fits your budget",
-                 "say how happy you are for her"]),
-    dict(keyword="mortgage", key_np="the mortgage", generic_np="the loan", subreddit="personalfinance",
-         title="Pay down the mortgage or invest a bonus?",
-         situation="I ({age}{g}) have some savings and a mortgage at a fixed rate. A bonus of about five thousand "
-                   "arrived {dur} ago and I cannot decide what to do with it.",
-         question="Should I pay down the debt or invest the money?",
-         fact="a bonus could go to {np} or investing",
-         advice=["build an emergency fund first", "compare the rate with expected returns",
-                 "split the money between both goals"],
-         detail=["check for early repayment fees", "use tax-advantaged accounts when possible",
-                 "write down your five-year goals"]),
-    dict(keyword="bicycle", key_np="the bicycle commute", generic_np="my commute", subreddit="bicycling",
-         title="Bicycle commute feels unsafe at two junctions",
-         situation="I ({age}{g}) started commuting by bicycle {dur} ago. Drivers pass very close on my route "
-                   "and I feel unsafe at two busy junctions near the station.",
-         question="How can I make the ride safer?",
-         fact="{np} feels unsafe at busy junctions",
-         advice=["ride further from the parked cars", "use bright lights even in daytime",
-                 "plan a quieter route"],
-         detail=["make eye contact with drivers at junctions", "signal clearly and early",
-                 "fit a mirror to see behind"]),
-]
-KEYWORDS = tuple(s["keyword"] for s in SCENES)
-DURATIONS = ["two weeks", "a month", "six weeks", "three months", "half a year"]
-FILLERS = ["Any advice is appreciated.", "Sorry for the long post.", "Throwaway because friends know my main.",
-           "I am on mobile, so sorry for the formatting.", "Thanks in advance for reading."]
-FOLLOW_UPS = ["Thanks, that helps. What else could I try here?", "That makes sense. What if that does not work?",
-              "Okay. Is there anything I should avoid doing?"]
-MODELS = [("gpt-sim-4", "openai"), ("claude-sim-3", "anthropic"), ("llama-sim-70b", "meta"),
-          ("mistral-sim-7b", "mistral"), ("gemini-sim-pro", "google"), ("command-sim-r", "cohere")]
-CONVERSATION_TYPES = ["unguided", "values guided", "controversy guided"]
-
 
 # --------------------------------------------------------------------------------- texts
 def _np(scene: dict, attrs: tuple) -> str:

@@ -35,8 +35,9 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing lib
-from lib import policy_acc, rgd  # noqa: E402
+from lib import kvcache, models, policy_acc, rgd  # noqa: E402
 from lib.rewards import RewardModel  # noqa: E402
+from lib.rgd import DecodingSettings  # noqa: E402
 
 QWEN25 = {  # Qwen2.5-*-Instruct config.json numbers
     "qwen2.5-0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
@@ -158,12 +159,17 @@ def build(args, device, dtype):
 
 
 def hf_greedy(policy, tok, prompts, n):
-    ids, mask = rgd.left_pad(rgd._prompt_ids(tok, prompts)[0] if isinstance(prompts[0], str) else prompts,
-                             tok.pad_token_id or 0, next(policy.parameters()).device)
+    ids, mask = models.pad_batch(rgd.encode_prompts(tok, prompts)[0], tok.pad_token_id or 0, "left",
+                                 next(policy.parameters()).device)
     gc = copy.deepcopy(policy.generation_config)
     gc.eos_token_id, gc.pad_token_id, gc.do_sample, gc.max_new_tokens, gc.min_new_tokens = 10**9, 0, False, n, None
     gc.temperature = gc.top_p = gc.top_k = None
     return policy.generate(input_ids=ids, attention_mask=mask, generation_config=gc)
+
+
+def bench_settings(args, n, path=None):
+    """The benchmark's decoding settings: ``args.k`` candidates, ``n`` new tokens, no early stop."""
+    return DecodingSettings(k=args.k, max_new_tokens=n, eos_token_ids=[], chunk_size=args.chunk_size, path=path)
 
 
 def runner(method, policy, tok, rm_feat, enc, users, args):
@@ -172,16 +178,15 @@ def runner(method, policy, tok, rm_feat, enc, users, args):
     if method == "hf_greedy":
         return lambda p, n: hf_greedy(policy, tok, p, n)
     if method == "plain":
-        return lambda p, n: rgd.generate(policy, tok, p, max_new_tokens=n, eos_token_ids=[])
+        return lambda p, n: rgd.generate(policy, tok, p, settings=DecodingSettings(max_new_tokens=n, eos_token_ids=[]))
     rm, feat = {"shared": (LinearUserRM("policy", "lm_last", dim, users), None),
                 "separate": (LinearUserRM("rm", "lm_last", dim, users, seed=1), rm_feat),
                 "text": (LinearUserRM("minilm-l6", "encoder_mean", 384, users, seed=2), enc)}[
         "shared" if method == "naive" else method]
     rm = rm.to(next(policy.parameters()).device)
     path = None if method != "naive" else "naive"
-    return lambda p, n: rgd.generate(policy, tok, p, users=users[: len(p)], rm=rm, w=1.0, k=args.k, max_new_tokens=n,
-                                     eos_token_ids=[], policy_name="policy", featurizer=feat, path=path,
-                                     chunk_size=args.chunk_size)
+    return lambda p, n: rgd.generate(policy, tok, p, users=users[: len(p)], rm=rm, w=1.0, policy_name="policy",
+                                     featurizer=feat, settings=bench_settings(args, n, path=path))
 
 
 def timed(fn, device, *a):
@@ -236,9 +241,8 @@ def per_step(fn, device, prompts, n):
 @torch.no_grad()
 def forward_alone(model, prompts, k, reps, device, tok):
     """Time one k-candidate tree forward (+ lm_head on one row each) and one 1-token step, each alone."""
-    ids, mask = rgd.left_pad(rgd._prompt_ids(tok, prompts)[0] if isinstance(prompts[0], str) else prompts,
-                             tok.pad_token_id or 0, device)
-    h, cache = rgd.prefill(model, ids, mask)
+    ids, mask = models.pad_batch(rgd.encode_prompts(tok, prompts)[0], tok.pad_token_id or 0, "left", device)
+    h, cache = kvcache.prefill(model, ids, mask)
     B, S = ids.shape
     pos = mask.sum(1)
     cand = torch.randint(100, 1000, (B, k), device=device)
@@ -246,17 +250,17 @@ def forward_alone(model, prompts, k, reps, device, tok):
     for _ in range(reps):
         sync(device)
         t = time.perf_counter()
-        hc = rgd.tree_forward(model, cache, cand, mask, pos)
-        rgd.lm_logp(model, hc[:, 0])
+        hc = kvcache.tree_forward(model, cache, cand, mask, pos)
+        kvcache.lm_logp(model, hc[:, 0])
         sync(device)
         tree.append(time.perf_counter() - t)
-        rgd.keep_entry(cache, S, None)
+        kvcache.keep_entry(cache, S, None)
         sync(device)
         t = time.perf_counter()
-        rgd.lm_logp(model, rgd.step_one(model, cache, cand[:, 0], torch.nn.functional.pad(mask, (0, 1), value=1), pos))
+        kvcache.lm_logp(model, kvcache.step_one(model, cache, cand[:, 0], torch.nn.functional.pad(mask, (0, 1), value=1), pos))
         sync(device)
         one.append(time.perf_counter() - t)
-        rgd.keep_entry(cache, S, None)
+        kvcache.keep_entry(cache, S, None)
     return sorted(tree)[reps // 2], sorted(one)[reps // 2]
 
 
@@ -332,8 +336,7 @@ def multi_rm_table(args, device, policy, tok, rm_feat, enc, make_prompts, users)
 
     def one_at_a_time():
         for rm, w in settings:
-            rgd.generate(policy, tok, prompts, users=us, rm=rm, w=w, k=args.k, max_new_tokens=n, eos_token_ids=[],
-                         policy_name="policy", chunk_size=args.chunk_size)
+            rgd.generate(policy, tok, prompts, users=us, rm=rm, w=w, policy_name="policy", settings=bench_settings(args, n))
 
     rows_p = [p for _ in settings for p in prompts]
     rows_u = [u for _ in settings for u in us]
@@ -344,15 +347,14 @@ def multi_rm_table(args, device, policy, tok, rm_feat, enc, make_prompts, users)
         def fn():
             for s in range(0, len(rows_p), B):
                 rgd.generate(policy, tok, rows_p[s : s + B], users=rows_u[s : s + B], rm=rows_rm[s : s + B],
-                             w=rows_w[s : s + B], k=args.k, max_new_tokens=n, eos_token_ids=[], policy_name="policy",
-                             chunk_size=args.chunk_size)
+                             w=rows_w[s : s + B], policy_name="policy", settings=bench_settings(args, n))
         return fn
 
     out, base = [], None
     runs = [("one setting per call", Q, one_at_a_time)] + [("rows = rm x w x query", B, as_rows(B)) for B in args.mr_batch]
     for label, B, fn in runs:
-        rgd.generate(policy, tok, rows_p[:B], users=rows_u[:B], rm=rows_rm[:B], w=rows_w[:B], k=args.k,
-                     max_new_tokens=warm_tokens(device, n), eos_token_ids=[], policy_name="policy")  # warm-up
+        rgd.generate(policy, tok, rows_p[:B], users=rows_u[:B], rm=rows_rm[:B], w=rows_w[:B], policy_name="policy",
+                     settings=DecodingSettings(k=args.k, max_new_tokens=warm_tokens(device, n), eos_token_ids=[]))  # warm-up
         with PeakMemory(device) as mem:
             sec = timed(fn, device)
         tps = total / sec

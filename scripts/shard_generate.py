@@ -38,7 +38,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from lib import evaluate, models, pipeline, shard
+from lib import evaluate, models, pipeline, results, rewards, shard
 from lib.config import paths
 from lib.io import seed_everything
 
@@ -107,7 +107,7 @@ def main(argv=None):
     P = paths(a.profile)
     out = Path(a.out) if a.out else P.eval / "generations.csv"
     queries = evaluate.generation_queries(P, params)
-    rm_index = evaluate.read_rm_index(P.rms / "index.csv")
+    rm_index = rewards.read_rm_index(P.rms / "index.csv")
     units = task_blocks(queries, params)
 
     def work(my_units):
@@ -124,9 +124,9 @@ def main(argv=None):
     rows = shard.run_sharded(work, sorted(units), rows_path(out), sort_by=SORT_BY, st=st)
     if st.is_main_process:
         df = pd.DataFrame(rows, columns=evaluate.ROW_COLUMNS)
-        results = evaluate.finish_generations([df], queries, params["seed"], params["val_frac"])
-        evaluate.write_results(results, out)
-        print(f"[shard_generate] {len(results)} rows of {policies} from {st.num_processes} process(es) -> {out}",
+        gen = evaluate.finish_generations([df], queries, params["seed"], params["val_frac"])
+        results.write_results(gen, out)
+        print(f"[shard_generate] {len(gen)} rows of {policies} from {st.num_processes} process(es) -> {out}",
               flush=True)
     st.wait_for_everyone()
 

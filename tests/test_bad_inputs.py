@@ -151,29 +151,22 @@ def test_good_local_files_still_load(tmp_path):
     assert len(prefdata.load("tldr", path=tmp_path / "b.json")) == n
 
 
+BAD_FILES = {  # name -> (bytes of the file, what the error says after "<file>: ")
+    "empty": (b"\n  \n", r"empty file"),
+    "html": (b"<html><head><title>404 Not Found</title></head></html>", r"got an HTML page where JSON was expected"),
+    "utf16": (_lines(tldr_rows()).encode("utf-16"),
+              r"UTF-16-LE byte-order mark: the file must be UTF-8; convert it with `iconv -f UTF-16 -t UTF-8"),
+}
+
+
 @pytest.mark.parametrize("suffix", [".jsonl", ".json"])
-def test_prefdata_empty_file(tmp_path, suffix):
-    f = tmp_path / f"empty{suffix}"
-    f.write_text("\n  \n")
-    with pytest.raises(ValueError, match=re.escape(f"empty{suffix}") + r": empty file"):
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_prefdata_bad_file_named(tmp_path, case, suffix):
+    raw, says = BAD_FILES[case]
+    f = tmp_path / f"{case}{suffix}"
+    f.write_bytes(raw)
+    with pytest.raises(ValueError, match=re.escape(f"{case}{suffix}") + ": " + says):
         prefdata.load("tldr", path=f)
-
-
-@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
-def test_prefdata_html_page(tmp_path, suffix):
-    f = tmp_path / f"comparisons{suffix}"
-    f.write_text("<html><head><title>404 Not Found</title></head></html>")
-    with pytest.raises(ValueError, match=re.escape(f"comparisons{suffix}") + r": got an HTML page where JSON was expected"):
-        prefdata.load("tldr", path=f)
-
-
-@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
-def test_prefdata_utf16(tmp_path, suffix):
-    f = tmp_path / f"wide{suffix}"
-    f.write_bytes(_lines(tldr_rows()).encode("utf-16"))
-    with pytest.raises(ValueError, match=re.escape(f"wide{suffix}") + r": UTF-16-LE byte-order mark: the file must "
-                       r"be UTF-8; convert it with `iconv -f UTF-16 -t UTF-8"):
-        prefdata.load("prism", path=f)
 
 
 def test_prefdata_jsonl_bad_line(tmp_path):

@@ -1,11 +1,11 @@
-"""Behavioural evaluation: rows, scoring, rule following, cache/resume, user independence, summaries."""
+"""Behavioural evaluation: rows, scoring, rule following, cache/resume, user independence."""
 import json
 
 import pandas as pd
 import pytest
 import torch
 
-from lib import evaluate, metrics, models
+from lib import evaluate, metrics, models, results, rewards
 
 from _tiny import query, tiny_lm, tiny_tokenizer
 
@@ -105,25 +105,6 @@ def test_rgd_without_fn_is_an_error(lm, tmp_path):
                           max_new_tokens=2, progress=False)
 
 
-def test_summaries():
-    rows = []
-    for sys_, param, rm, r1 in [("base", None, None, 0.2), ("icl", 1, None, 0.3), ("icl", 2, None, 0.5),
-                                ("rgd", 1.0, "a", 0.1), ("rgd", 2.0, "a", 0.4), ("rgd", 1.0, "b", 0.35)]:
-        for q in range(3):
-            rows.append({"task": "LaMP-4", "model": "smollm2-135m", "system": sys_, "param": param, "rm": rm,
-                         "rouge1": r1, "rougeL": r1, "follows_rule": q == 0})
-    s = evaluate.summarize(pd.DataFrame(rows), n_boot=20)
-    assert len(s) == 6 and s.follows_rule.tolist() == pytest.approx([1 / 3] * 6)
-    b = evaluate.best_systems(s)
-    assert b.system.tolist() == ["base", "icl", "rgd"]
-    assert b.rouge1.tolist() == pytest.approx([0.2, 0.5, 0.4]) and b.params_m.iloc[0] == 135
-    assert b.param.iloc[1] == 2 and b.rm.iloc[2] == "a"
-    j = evaluate.rm_vs_rouge(s, pd.DataFrame({"task": ["LaMP-4"] * 2, "rm": ["a", "b"], "rm_acc": [0.9, 0.6]}))
-    assert j.set_index("rm").rouge1.to_dict() == pytest.approx({"a": 0.4, "b": 0.35})
-    with pytest.raises(KeyError, match="no row"):
-        evaluate.rm_vs_rouge(s, pd.DataFrame({"task": ["LaMP-4"], "rm": ["a"], "rm_acc": [0.9]}))
-
-
 def test_rgd_through_lib_rgd(lm, tmp_path):
     """Real lib.rgd via rgd_adapter with a per-user head on the policy's own states (shared path)."""
     from lib.rewards import Individual
@@ -162,10 +143,10 @@ def test_results_roundtrip_limit_and_fingerprint(lm, tmp_path):
     qs = queries() + [query("q9", user="u0")]
     assert [q["query_id"] for q in evaluate.limit_queries(qs, 1)] == ["q0", "q1"]
     df = run(model, tok, qs, tmp_path)
-    back = evaluate.read_results(evaluate.write_results(df, tmp_path / "g.csv"))
+    back = results.read_results(results.write_results(df, tmp_path / "g.csv"))
     assert back.shape == df.shape and back.rouge1.tolist() == pytest.approx(df.rouge1.tolist())
     with pytest.raises(FileNotFoundError, match="notebook 05"):
-        evaluate.read_results(tmp_path / "none.csv")
+        results.read_results(tmp_path / "none.csv")
     rm = Individual("tiny", "lm_last", 32, ["u0"])
     f0 = evaluate.rm_fingerprint(rm)
     rm.W.data += 1
@@ -176,14 +157,14 @@ def test_select_rms_filters_and_policy_backbone():
     idx = pd.DataFrame([{"task": t, "rm": f"{m}-{b}-{s}", "method": m, "backbone": b, "seed": s, "prefix_train": p}
                         for t in ("LaMP-4", "LaMP-5") for m in ("bt", "vpl") for b in ("smollm2-135m", "gemma3-270m")
                         for s in (0, 1) for p in (False,)])
-    assert len(evaluate.select_rms(idx, "LaMP-4")) == 8
-    own = evaluate.select_rms(idx, "LaMP-4", backbones="policy", seeds=[0], policy="gemma3-270m")
+    assert len(rewards.select_rms(idx, "LaMP-4")) == 8
+    own = rewards.select_rms(idx, "LaMP-4", backbones="policy", seeds=[0], policy="gemma3-270m")
     assert set(own.backbone) == {"gemma3-270m"} and set(own.seed) == {0} and len(own) == 2
-    assert len(evaluate.select_rms(idx, "LaMP-5", methods=["vpl"], backbones=["smollm2-135m"])) == 2
+    assert len(rewards.select_rms(idx, "LaMP-5", methods=["vpl"], backbones=["smollm2-135m"])) == 2
     with pytest.raises(ValueError, match="policy"):
-        evaluate.select_rms(idx, "LaMP-4", backbones="policy")
+        rewards.select_rms(idx, "LaMP-4", backbones="policy")
     with pytest.raises(ValueError, match="backbones"):
-        evaluate.select_rms(idx, "LaMP-4", backbones="smollm2-135m")  # a bare name, not a list
+        rewards.select_rms(idx, "LaMP-4", backbones="smollm2-135m")  # a bare name, not a list
 
 
 def test_rgd_rows_of_every_rm_and_w_share_batches(lm, tmp_path):
@@ -211,48 +192,6 @@ def test_rgd_rows_of_every_rm_and_w_share_batches(lm, tmp_path):
     calls.clear()
     again = evaluate.evaluate(queries(), model, tok, "tiny", rgd_batch_size=4, **kw)
     assert len(calls) == 4 and again.generation.tolist() == df.generation.tolist()
-
-
-def _gen_rows(spec):
-    """Results rows from {(system, rm, param): {query_id: rouge1}}; q0, q1 are val, q2, q3 test."""
-    rows = []
-    for (system, rm, param), scores in spec.items():
-        for q, r in scores.items():
-            rows.append({"task": "t", "model": "m", "system": system, "rm": rm, "param": param, "query_id": q,
-                         "half": "val" if q in ("q0", "q1") else "test", "rouge1": r, "rougeL": r,
-                         "follows_rule": None})
-    return pd.DataFrame(rows)
-
-
-def test_best_settings_are_chosen_on_val_and_reported_on_test():
-    gen = _gen_rows({("base", None, None): {"q0": .2, "q1": .2, "q2": .3, "q3": .3},
-                     ("icl", None, 1.0): {"q0": .5, "q1": .5, "q2": .1, "q3": .1},   # best on val, poor on test
-                     ("icl", None, 4.0): {"q0": .4, "q1": .4, "q2": .9, "q3": .9},   # best on test only
-                     ("rgd", "a", 0.5): {"q0": .1, "q1": .1, "q2": .8, "q3": .8},
-                     ("rgd", "a", 2.0): {"q0": .3, "q1": .3, "q2": .0, "q3": .0},
-                     ("rgd", "b", 0.5): {"q0": .1, "q1": .1, "q2": .7, "q3": .7}})
-    s = evaluate.summarize(gen, n_boot=50)
-    best = evaluate.best_systems(s).set_index("system")
-    assert best.loc["icl", "param"] == 1.0 and best.loc["icl", "rouge1"] == pytest.approx(0.1)
-    assert best.loc["icl", "val_rouge1"] == pytest.approx(0.5) and best.loc["icl", "n"] == 2
-    assert best.loc["rgd", "rm"] == "a" and best.loc["rgd", "param"] == 2.0 and best.loc["rgd", "rouge1"] == 0.0
-    assert best.loc["base", "rouge1"] == pytest.approx(0.3)
-    sel = evaluate.select_rgd_w(s).set_index("rm")
-    # rm a: w = 2 wins on val (0.3 > base 0.2); rm b: the base policy (w = 0) wins on val -> base's test score
-    assert sel.loc["a", "w_selected"] == 2.0 and sel.loc["a", "rouge1"] == 0.0
-    assert sel.loc["b", "w_selected"] == 0.0 and sel.loc["b", "rouge1"] == pytest.approx(0.3)
-    with pytest.raises(ValueError, match="half"):
-        evaluate.select_rgd_w(s.drop(columns="half"))
-
-
-def test_selection_table_taus_each_upstream_metric_against_rouge():
-    up = pd.DataFrame({"task": "t", "policy": "m", "rm": list("abcd"), "rm_acc": [.9, .8, .7, .6],
-                       "reward_margin": [1, 2, 3, 4], "policy_acc_cumulative": [.5, .6, .7, .8]})
-    rgd = pd.DataFrame({"task": "t", "model": "m", "rm": list("abcd"), "rouge1": [.1, .2, .3, .4]})
-    t = evaluate.selection_table(up, rgd, n_boot=50).set_index("metric")
-    assert t.loc["RM accuracy", "tau"] == pytest.approx(-1.0)
-    assert t.loc["calibrated reward margin", "tau"] == pytest.approx(1.0)
-    assert t.loc["policy accuracy (cumulative)", "n"] == 4
 
 
 def test_fingerprint_separates_raw_from_calibrated_guidance():

@@ -47,17 +47,21 @@ def test_rouge_bad_input_is_an_error():
 
 
 # --- Kendall tau --------------------------------------------------------------------------
-def test_kendall_tau_hand_computed_and_scipy():
-    # 7 concordant, 3 discordant pairs of 10: tau = 0.4
-    x, y = [1, 2, 3, 4, 5], [3, 1, 2, 5, 4]
-    assert metrics.kendall_tau(x, y)[0] == pytest.approx(0.4)
-    # with ties: C=4, D=0, one tie in x and one in y among 6 pairs: tau_b = 4 / sqrt(5 * 5) = 0.8
-    assert metrics.kendall_tau([1, 2, 2, 3], [1, 2, 3, 3])[0] == pytest.approx(0.8)
-    rng = np.random.default_rng(3)
-    a, b = rng.integers(0, 5, 30), rng.normal(size=30)
-    ref = stats.kendalltau(a, b, variant="b")
-    tau, p = metrics.kendall_tau(a, b)
-    assert tau == pytest.approx(ref.statistic) and p == pytest.approx(ref.pvalue)
+def test_kendall_tau_hand_computed():
+    # x = 1..5, y = [3, 1, 2, 5, 4]: of the 10 pairs, (1,2) (1,3) (4,5) are discordant, 7 concordant:
+    # tau = (7 - 3) / 10 = 0.4. No ties, n = 5: scipy's exact p = 2 P(D <= 3) over the 120 permutations,
+    # whose inversion counts 0, 1, 2, 3 occur 1, 4, 9, 15 times: p = 2 * 29 / 120 = 29 / 60
+    tau, p = metrics.kendall_tau([1, 2, 3, 4, 5], [3, 1, 2, 5, 4])
+    assert tau == pytest.approx(0.4) and p == pytest.approx(29 / 60)
+    # with ties: x = [1, 2, 2, 3], y = [1, 2, 3, 3]: C = 4, D = 0; one tied pair in x, one in y, so 5 untied
+    # pairs on each side: tau_b = 4 / sqrt(5 * 5) = 0.8. Ties make p asymptotic: var(S) = (v0 - vx - vy) / 18
+    # + tx * ty / (2 n (n - 1)) with v0 = n (n - 1)(2n + 5) = 156, vx = vy = 2 * 1 * 9 = 18, tx = ty = 2 * 1:
+    # var = 120 / 18 + 4 / 24 = 41 / 6, z = 4 / sqrt(41 / 6), p = erfc(z / sqrt 2)
+    tau, p = metrics.kendall_tau([1, 2, 2, 3], [1, 2, 3, 3])
+    assert tau == pytest.approx(0.8) and p == pytest.approx(math.erfc(4 / math.sqrt(41 / 6) / math.sqrt(2)))
+    # perfectly reversed: D = 3 of 3 pairs, tau = -1; exact p = 2 * 1 / 6 (one permutation of 6 has 3 inversions)
+    tau, p = metrics.kendall_tau([1, 2, 3], [3, 2, 1])
+    assert tau == pytest.approx(-1.0) and p == pytest.approx(1 / 3)
 
 
 def test_kendall_tau_constant_is_nan():
@@ -91,6 +95,24 @@ def test_bootstrap_ci_mean():
     lo, hi = metrics.bootstrap_ci(x, n_boot=500, seed=0)
     assert lo < 49.5 < hi and hi - lo < 30
     assert metrics.bootstrap_ci(x, n_boot=500, seed=0) == (lo, hi)
+    # two values: every resample mean is 0, 0.5 or 1 (probability 1/4, 1/2, 1/4), so the 2.5% and 97.5%
+    # percentiles of 2000 resamples are 0 and 1 whichever quantile interpolation reads them
+    for q in ("numpy", "scipy"):
+        assert metrics.bootstrap_ci([0.0, 1.0], n_boot=2000, seed=0, quantile=q) == (0.0, 1.0)
+    with pytest.raises(ValueError, match="quantile"):
+        metrics.bootstrap_ci(x, quantile="R")
+
+
+def test_bootstrap_ci_scipy_quantiles_reproduce_scipy_bootstrap():
+    """``quantile="scipy"`` is scipy.stats.bootstrap's percentile CI bit for bit (the RM accuracies' CIs), from
+    the same resamples as numpy's quantiles, which differ from it only in the last bits."""
+    c = (np.random.default_rng(3).random(190) > 0.5).astype(float)
+    for n_boot in (2000, 100):
+        ref = stats.bootstrap((c,), np.mean, n_resamples=n_boot, confidence_level=0.95, method="percentile",
+                              random_state=np.random.default_rng(0)).confidence_interval
+        ours = metrics.bootstrap_ci(c, n_boot=n_boot, seed=0, alpha=1 - 0.95, quantile="scipy")
+        assert ours == (ref.low, ref.high)
+        assert metrics.bootstrap_ci(c, n_boot=n_boot, seed=0, alpha=1 - 0.95) == pytest.approx(ours, abs=1e-12)
 
 
 def test_tau_table_groups():
@@ -128,23 +150,49 @@ def test_save_table_and_figure(tmp_path):
         plots.save_figure(fig, "../x", tmp_path)
 
 
+def drawn(ax) -> list[tuple[list, list]]:
+    """(x, y) of every non-empty line of ``ax`` (seaborn adds empty legend lines), as plain floats."""
+    return [([float(v) for v in ln.get_xdata()], [float(v) for v in ln.get_ydata()]) for ln in ax.lines
+            if len(ln.get_xdata())]
+
+
 def test_project_plots_render():
     import matplotlib.pyplot as plt
 
-    from lib import evaluate
+    from lib import results
 
     rows = [{"task": t, "model": "smollm2-135m", "system": s, "param": p, "rm": rm, "rouge1": r, "rougeL": r,
              "follows_rule": None}
             for t in ("LaMP-4", "LaMP-7") for s, p, rm, r in
             [("base", None, None, 0.2), ("icl", 1, None, 0.3), ("icl", 4, None, 0.4), ("rgd", 0.1, "a", 0.25),
              ("rgd", 1.0, "a", 0.1), ("rgd", 0.1, "b", 0.2)]]
-    summary = evaluate.summarize(pd.DataFrame(rows), n_boot=10)
-    best = evaluate.best_systems(summary)
+    summary = results.summarize(pd.DataFrame(rows), n_boot=10)
+    best = results.best_systems(summary)
     assert plots.setting_label(best.iloc[1]) == "ICL k=4"
-    for fig in (plots.plot_best_systems(best), plots.plot_sweep(summary, "icl"), plots.plot_sweep(summary, "rgd"),
-                plots.plot_size(best)):
-        assert fig.axes
-        plt.close(fig)
+    # best systems: one panel (one policy), per system a bar per task at its ROUGE-1, with its CI whisker
+    fig = plots.plot_best_systems(best)
+    (ax,) = fig.axes
+    assert [[b.get_height() for b in c] for c in ax.containers] == [[0.2, 0.2], [0.4, 0.4], [0.25, 0.25]]
+    assert sorted(tuple(ys) for _, ys in drawn(ax) if not np.isnan(ys).any()) == \
+        [(0.2, 0.2)] * 2 + [(0.25, 0.25)] * 2 + [(0.4, 0.4)] * 2  # one query per setting: lo = hi
+    assert ax.get_title() == "policy smollm2-135m: base vs best ICL vs best RGD" and ax.get_ylabel() == "ROUGE-1"
+    plt.close(fig)
+    # sweeps: a panel per task, a line per reward model (ICL: per policy) over the swept values, dashed base
+    fig = plots.plot_sweep(summary, "icl")
+    assert [ax.get_title() for ax in fig.axes] == ["LaMP-4", "LaMP-7"] and fig.axes[0].get_xlabel() == "k (examples)"
+    assert drawn(fig.axes[0]) == [([1.0, 4.0], [0.3, 0.4]), ([0, 1], [0.2, 0.2])]  # ICL k = 1, 4; base 0.2
+    assert fig._suptitle.get_text() == "ICL sweep (dashed: base policy)"
+    plt.close(fig)
+    fig = plots.plot_sweep(summary, "rgd")
+    assert drawn(fig.axes[1]) == [([0.1, 1.0], [0.25, 0.1]), ([0.1], [0.2]), ([0, 1], [0.2, 0.2])]  # rm a, rm b, base
+    assert fig.axes[1].get_xlabel() == "w (reward weight)"
+    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["rm", "a", "b", "model", "smollm2-135m"]
+    plt.close(fig)
+    # size: one point per system at the policy's 135M parameters, log x axis
+    fig = plots.plot_size(best)
+    assert drawn(fig.axes[0]) == [([135.0], [0.2]), ([135.0], [0.4]), ([135.0], [0.25])]
+    assert fig.axes[0].get_xscale() == "log" and fig.axes[0].get_xlabel() == "policy parameters"
+    plt.close(fig)
     df = pd.DataFrame({"task": ["A"] * 4, "method": ["x", "y", "x", "y"], "rm_acc": [0.5, 0.6, 0.7, 0.8],
                        "policy_acc": [0.4, 0.6, 0.5, 0.7]})
     taus = metrics.tau_table(df, "rm_acc", "policy_acc", n_boot=10)
@@ -185,3 +233,33 @@ def test_plot_tau_vs_w_draws_one_point_per_fixed_w_cell():
     assert drawn["a"] == [0.1, 0.2]  # the "selected" row (0.9) is not a fixed w: not drawn
     assert drawn["b"][0] == -0.1 and np.isnan(drawn["b"][1])
     assert ax.get_xscale() == "log"
+
+
+def test_plot_accuracy_draws_a_bar_and_ci_per_method_and_backbone():
+    import matplotlib.pyplot as plt
+    from matplotlib.container import BarContainer
+
+    rows = [{"task": t, "method": m, "backbone": b, "prefix_train": False,
+             "rm_acc_seen": acc, "ci_lo_seen": acc - 0.1, "ci_hi_seen": acc + 0.05,
+             "rm_acc_unseen": acc - 0.2, "ci_lo_unseen": acc - 0.3, "ci_hi_unseen": acc - 0.1}
+            for t, base in (("A", 0.6), ("B", 0.7)) for i, m in enumerate(("bt", "lore"))
+            for j, b in enumerate(("x", "y")) for acc in [base + 0.1 * i + 0.01 * j]]
+    rows.append(dict(rows[0], prefix_train=True, rm_acc_seen=0.99))  # another table: not drawn
+    fig = plots.plot_accuracy(pd.DataFrame(rows))
+    assert len(fig.axes) == 4  # rows: seen, unseen users; columns: tasks A, B
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["A - seen users", "B - seen users", "A - unseen users", "B - unseen users"]
+    assert [ax.get_ylabel() for ax in fig.axes] == ["RM accuracy", "", "RM accuracy", ""]
+    ax = fig.axes[0]  # task A, seen users: backbone x then y, each a bar per method (bt at 0, lore at 1)
+    containers = [c for c in ax.containers if isinstance(c, BarContainer)]
+    bars = [[(b.get_x() + b.get_width() / 2, b.get_height()) for b in c] for c in containers]
+    assert np.allclose(bars, [[(-0.2, 0.6), (0.8, 0.7)], [(0.2, 0.61), (1.2, 0.71)]])
+    # whiskers from ci_lo = acc - 0.1 to ci_hi = acc + 0.05 at every bar centre
+    segs = [s for c in containers for s in c.errorbar.lines[2][0].get_segments()]
+    assert np.allclose(segs, [[[-0.2, 0.5], [-0.2, 0.65]], [[0.8, 0.6], [0.8, 0.75]],
+                              [[0.2, 0.51], [0.2, 0.66]], [[1.2, 0.61], [1.2, 0.76]]])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["bt", "lore"]
+    assert [tuple(ln.get_ydata()) for ln in ax.lines if tuple(ln.get_ydata()) == (0.5, 0.5)]  # chance line
+    (legend,) = fig.legends
+    assert legend.get_title().get_text() == "backbone" and [t.get_text() for t in legend.get_texts()] == ["x", "y"]
+    plt.close(fig)

@@ -63,3 +63,25 @@ def test_base_model_prompt_starts_with_bos_exactly_once():
     ids = models.prompt_ids(_base_tokenizer(adds_bos=True), "hello world")
     assert ids[0] == 2 and ids.count(2) == 1 and ids[1:3] == [4, 5]
     assert models.prompt_ids(_base_tokenizer(adds_bos=False), "hello world")[0] == 4
+
+
+def test_pad_batch_left_and_right_by_hand():
+    ids, mask = models.pad_batch([[5, 6, 7], [8]], pad_id=0, side="left")
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+    ids, mask = models.pad_batch([[5, 6, 7], [8]], pad_id=9, side="right")
+    assert ids.tolist() == [[5, 6, 7], [8, 9, 9]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert ids.dtype == mask.dtype == torch.long
+    with pytest.raises(ValueError, match="sequence 1 has no tokens"):
+        models.pad_batch([[1], []], 0)
+    with pytest.raises(ValueError, match="side must be"):
+        models.pad_batch([[1]], 0, side="middle")
+
+
+def test_decoder_of_is_the_body_under_lm_head():
+    from _tiny import tiny_lm, tiny_tokenizer
+
+    lm = tiny_lm(tiny_tokenizer())
+    assert models.decoder_of(lm) is lm.model
+    ids = torch.tensor([[5, 6, 7]])
+    h = models.decoder_of(lm)(input_ids=ids).last_hidden_state
+    torch.testing.assert_close(lm.lm_head(h), lm(input_ids=ids).logits)

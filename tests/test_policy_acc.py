@@ -36,8 +36,9 @@ def _loglik(policy, tok, prompt, response, eos=True):
 @pytest.mark.parametrize("kind", ["shared", "separate", "text"])
 def test_teacher_forced_matches_the_decoder(tok, policy, rm_lm, encoder, kind):
     """Teacher-forcing an RGD output reproduces the decoder's own candidates, log-probs and rewards."""
-    out = rgd.generate(policy, tok, PROMPTS, USERS, rm=_rm(kind), w=1.0, k=6, max_new_tokens=12, eos_token_ids=[],
-                       return_scores=True, policy_name="tiny", featurizer=_feat(kind, rm_lm, encoder))
+    out = rgd.generate(policy, tok, PROMPTS, USERS, rm=_rm(kind), w=1.0, policy_name="tiny",
+                       featurizer=_feat(kind, rm_lm, encoder),
+                       settings=rgd.DecodingSettings(k=6, max_new_tokens=12, eos_token_ids=[], return_scores=True))
     tfs = _tf(policy, tok, kind, rm_lm, encoder, out.sequences, k=6, eos=False)  # decoded without stopping
     for b, tf in enumerate(tfs):
         assert (tf.cand_ids == out.cand_ids[b].numpy()).all()
@@ -170,86 +171,3 @@ def test_responses_end_with_eos_whose_reward_is_the_full_response_feature(tok, p
     for tf, r, f in zip(tfs, RESPONSES, full):
         assert len(tf) == len(tok(r, add_special_tokens=False)["input_ids"]) + 1
         assert tf.r_gold[-1] == pytest.approx(f, abs=1e-4)
-
-
-def test_score_pairs_rm_outcome_and_policy_outcome_per_w(tok, policy):
-    pairs = [{"pair_id": f"p{i}", "prompt": p, "chosen": c, "rejected": r, "user": u}
-             for i, (p, c, r, u) in enumerate(zip(PROMPTS, RESPONSES, REJECTED, USERS))]
-    rm = _rm("shared")
-    rms = {"a": rm}
-    r_df, p_df = policy_acc.score_pairs(policy, tok, rms, pairs, [0.0, 1.0], ["cumulative"], k=5, policy_name="tiny")
-    tc = policy_acc.teacher_forced(policy, tok, rm, PROMPTS, RESPONSES, USERS, k=5, policy_name="tiny", progress=False)
-    tr = policy_acc.teacher_forced(policy, tok, rm, PROMPTS, REJECTED, USERS, k=5, policy_name="tiny", progress=False)
-    margin = np.array([c.r_gold[-1] - r.r_gold[-1] for c, r in zip(tc, tr)])
-    np.testing.assert_allclose(r_df.reward_margin, margin, atol=1e-4)
-    assert list(r_df.rm_correct) == [1.0 if m > 0 else 0.0 for m in margin]
-    assert len(p_df) == len(pairs) * 2 * 2  # pairs x normalise x w
-    w1 = p_df[(p_df.w == 1.0) & ~p_df.normalise]
-    expect = [float(c.logp.sum() + c.r_gold.sum() > r.logp.sum() + r.r_gold.sum()) for c, r in zip(tc, tr)]
-    assert list(w1.correct) == expect
-
-
-def test_split_halves_is_a_fixed_seeded_partition():
-    ids = [f"t/u{i}/{j}" for i in range(5) for j in range(4)]
-    h = policy_acc.split_halves(ids, seed=0)
-    assert set(h) == set(ids) and sum(v == "val" for v in h.values()) == 10
-    assert h == policy_acc.split_halves(list(reversed(ids)), seed=0)  # order of the input does not matter
-    assert h != policy_acc.split_halves(ids, seed=1)
-
-
-def _pp(rows):
-    import pandas as pd
-
-    return pd.DataFrame(rows, columns=["task", "policy", "rm", "user_group", "definition", "normalise", "w", "pair_id",
-                                       "half", "correct"])
-
-
-def test_select_w_picks_best_val_w_with_ties_to_the_smaller_and_can_pick_zero():
-    rows = []
-    # rm a: w=1 best on val (2/2), w=2 also 2/2 -> tie -> 1; rm b: nothing beats w=0 on val
-    for rm, acc in {"a": {0.0: [0, 0], 1.0: [1, 1], 2.0: [1, 1]}, "b": {0.0: [1, 1], 1.0: [0, 1], 2.0: [0, 0]}}.items():
-        for w, cs in acc.items():
-            for i, c in enumerate(cs):
-                rows.append(("t", "p", rm, "seen", "cumulative", False, w, f"v{i}", "val", c))
-                rows.append(("t", "p", rm, "seen", "cumulative", False, w, f"t{i}", "test", 1 - c))  # test never used to select
-    sel = policy_acc.select_w(_pp(rows)).set_index("rm")
-    assert sel.loc["a", "w_selected"] == 1.0 and sel.loc["a", "val_acc"] == 1.0
-    assert sel.loc["b", "w_selected"] == 0.0
-    at = policy_acc.at_selected_w(_pp(rows), sel.reset_index())
-    assert set(zip(at.rm, at.w)) == {("a", 1.0), ("b", 0.0)}
-
-
-def test_tau_table_pairs_excludes_degenerate_models_and_checks_alignment():
-    import pandas as pd
-
-    pairs = [f"p{j}" for j in range(6)]
-    rm_rows, pol_rows = [], []
-    accs = {"m1": [1, 1, 1, 1, 1, 0], "m2": [1, 1, 1, 0, 0, 0], "m3": [1, 0, 0, 0, 0, 0], "m4": [0.5] * 6}
-    for rm, cs in accs.items():
-        for j, c in enumerate(cs):
-            rm_rows.append({"task": "t", "policy": "p", "user_group": "seen", "rm": rm, "method": rm, "pair_id": pairs[j],
-                            "half": "test", "rm_correct": c, "reward_margin": 0.0,
-                            "degenerate": "constant rewards" if rm == "m4" else ""})
-            pol_rows.append(("t", "p", rm, "seen", "cumulative", False, 1.0, pairs[j], "test", c))
-    out = policy_acc.tau_table_pairs(pd.DataFrame(rm_rows), _pp(pol_rows), n_boot=200)
-    r = out.iloc[0]
-    assert r.n == 3 and r.n_excluded == 1 and r.tau == pytest.approx(1.0)  # identical orderings
-    assert r.ci_lo <= 1.0 and r.n_pairs == 6
-    with pytest.raises(ValueError, match="several w"):
-        policy_acc.tau_table_pairs(pd.DataFrame(rm_rows), pd.concat([_pp(pol_rows), _pp(pol_rows).assign(w=2.0)]))
-
-
-def test_accuracy_rows_reads_the_base_reference_from_the_full_table():
-    import pandas as pd
-
-    rows = []
-    for w, cs in {0.0: [1, 0, 0, 0], 2.0: [1, 1, 1, 0]}.items():
-        for j, c in enumerate(cs):
-            rows.append(("t", "p", "a", "seen", "cumulative", False, w, f"p{j}", "test", c))
-    full = _pp(rows)
-    rm = pd.DataFrame({"task": "t", "policy": "p", "user_group": "seen", "rm": "a", "pair_id": [f"p{j}" for j in range(4)],
-                       "half": "test", "rm_correct": [1, 1, 0, 0], "reward_margin": [1.0, 0.5, -1.0, -2.0]})
-    at_sel = full[full.w == 2.0]  # only the selected w: no w = 0 rows left
-    out = policy_acc.accuracy_rows(rm, at_sel, base_pairs=full).iloc[0]
-    assert out.policy_acc == 0.75 and out.base_acc == 0.25 and out.rm_acc == 0.5 and out.reward_margin == -0.375
-    assert pd.isna(policy_acc.accuracy_rows(rm, at_sel).iloc[0].base_acc)  # without it there is no reference

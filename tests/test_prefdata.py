@@ -237,3 +237,17 @@ def test_split_users_every_user_keeps_train_and_test_pairs(n_pairs, test_frac):
     for user in {r["user"] for r in recs}:
         splits = Counter(r["split"] for r in recs if r["user"] == user)
         assert splits["train"] >= 1 and splits["test"] >= 1, (user, splits)
+
+
+@pytest.mark.parametrize("n, frac, n_unseen", [(12, 0.25, 3), (10, 0.25, 2), (6, 0.25, 2), (2, 0.25, 1),
+                                               (2, 0.75, 1), (1, 0.25, 0), (12, 0.0, 0), (4, 1.0, 3)])
+def test_user_groups_one_rule(n, frac, n_unseen):
+    order = [f"u{i}" for i in range(n)][::-1]  # already shuffled: the first users of the order are unseen
+    groups = prefdata.user_groups(order, frac)
+    assert [u for u in order if groups[u] == "unseen"] == order[:n_unseen]
+    assert list(groups) == order and set(groups.values()) <= {"seen", "unseen"}
+
+
+@pytest.mark.parametrize("n, frac, n_test", [(2, 0.25, 1), (4, 0.25, 1), (10, 0.25, 2), (16, 0.25, 4), (3, 0.9, 2)])
+def test_n_test_pairs(n, frac, n_test):
+    assert prefdata.n_test_pairs(n, frac) == n_test

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lib import lamp, preflamp
+from lib import lamp, preflamp, rejected
 from lib.lamp import LaMPFormatError
 
 from real_lamp_fixture import LONG_CHARS, write_real_lamp
@@ -118,9 +118,9 @@ def test_other_user_skips_a_neighbours_identical_headline(raw, tmp_path):
     items = {"a": [{"id": "a1", "source": "storm hits the harbour at night", "output": "Storm Hits Harbour"}],
              "b": [{"id": "b1", "source": "storm hits the harbour at night again", "output": "storm  hits harbour"},
                    {"id": "b2", "source": "storm over the harbour", "output": "Harbour braces"}]}
-    assert preflamp._other_user_rejected(items, "LaMP-4")[("a", "a1")] == "Harbour braces"
+    assert rejected.other_user_rejected(items, "LaMP-4")[("a", "a1")] == "Harbour braces"
     with pytest.raises(ValueError, match="LaMP-4.*at least two users"):
-        preflamp._other_user_rejected({"a": items["a"], "b": []}, "LaMP-4")
+        rejected.other_user_rejected({"a": items["a"], "b": []}, "LaMP-4")
 
 
 def test_users_with_too_few_pairs_are_dropped_and_split_after(raw, tmp_path):

@@ -1,7 +1,8 @@
-"""Personalized reward models (lib/rewards.py) on synthetic features with a planted per-user rule,
+"""Personalized reward models (lib/rewards/) on synthetic features with a planted per-user rule,
 and the one-pass prefix path on a tiny random Llama with the SmolLM2 tokenizer."""
 from __future__ import annotations
 
+import copy
 import random
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 
 from lib import rewards as R
 from lib.rewards import METHODS, PairFeatures, load_reward_model, rm_accuracy, train
+from lib.rewards.pairs import _cut
 
 PERSONALIZED = [m for m in METHODS if m != "bt"]
 FEW_SHOT = ["user_embedding", "lore", "pal", "vpl"]  # share structure across users
@@ -107,7 +109,7 @@ def test_training_is_deterministic(data):
 @pytest.mark.parametrize("method", list(METHODS))
 def test_save_load_identical(tmp_path, data, trained, method):
     recs, pf = data
-    rm = R.adapt_unseen(R.copy.deepcopy(trained[method]), recs, pf)  # saved with adapted unseen users
+    rm = R.adapt_unseen(copy.deepcopy(trained[method]), recs, pf)  # saved with adapted unseen users
     x = torch.randn(5, 3, pf.dim)
     u = rm.user_index(["s0", "s1", "u0", "u1", "s3"])
     rm.save(tmp_path / method)
@@ -142,14 +144,14 @@ def test_vpl_latent_changes_the_reward(data, trained):
     new = [dict(r, user="x_" + r["user"], pair_id=r["pair_id"]) for r in recs if r["user"] in ("s0", "s1")
            and r["split"] == "train"]
     pf2 = PairFeatures("synthetic", "lm_last", [r["pair_id"] for r in new], *pf.take(new))
-    m = R.copy.deepcopy(rm).adapt_users(new, pf2)
+    m = copy.deepcopy(rm).adapt_users(new, pf2)
     za, zb = m.Z[m.user_index(["x_s0"])], m.Z[m.user_index(["x_s1"])]
     assert (za - zb).norm() > 0.5 * (z0 - z1).norm()
 
 
 def test_adapt_changes_only_user_rows(data, trained):
     recs, pf = data
-    rm = R.copy.deepcopy(trained["lore"])
+    rm = copy.deepcopy(trained["lore"])
     before = {k: v.clone() for k, v in rm.state_dict().items()}
     rm.adapt("u0", [r for r in recs if r["split"] == "train"], pf)
     after = rm.state_dict()
@@ -233,7 +235,7 @@ def test_prefix_features_come_from_the_same_forward(tiny_feat):
     frac = torch.rand(len(recs), 3, generator=torch.Generator().manual_seed(1))
     i = 5
     one = tiny_feat.prefix_features(recs[i]["prompt"], recs[i]["rejected"])  # response tokens, not the end token
-    torch.testing.assert_close(pf.prefix_rejected[i], one[R._cut(frac[i], len(one)) - 1], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(pf.prefix_rejected[i], one[_cut(frac[i], len(one)) - 1], rtol=1e-4, atol=1e-5)
     h = tiny_feat.pair_hidden([recs[i]["prompt"]], [[recs[i]["rejected"]]])[0][0]  # T + 1 states
     assert len(h) == len(one) + 1
     torch.testing.assert_close(pf.rejected[i], h[-1], rtol=1e-4, atol=1e-5)  # full = the end-token state
@@ -301,7 +303,7 @@ def test_lora_finetuned_backbone_smoke(tmp_path, monkeypatch, tiny_feat):
 
     rm.save(tmp_path / "lora_rm")
     assert (tmp_path / "lora_rm" / "lora" / "adapter_config.json").exists()
-    monkeypatch.setattr(lib.models, "load_causal_lm", lambda name, device=None: (R.copy.deepcopy(model), feat.tok))
+    monkeypatch.setattr(lib.models, "load_causal_lm", lambda name, device=None: (copy.deepcopy(model), feat.tok))
     back = load_reward_model(tmp_path / "lora_rm")
     assert back.finetuned
     torch.testing.assert_close(back.score([recs[0]["prompt"]], [recs[0]["chosen"]], ["user0"]), score)
@@ -322,3 +324,12 @@ def test_zoos_in_two_processes_equal_one(tmp_path):
     for r in rows1:
         a, b = (load_reward_model(tmp_path / d / r["dir"]).state_dict() for d in ("one", "two"))
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_accuracy_ci_edge_cases():
+    from lib.rewards.zoo import accuracy_ci
+
+    assert all(v != v for v in accuracy_ci([]) + accuracy_ci([1.0]))  # NaN: fewer than 2 pairs
+    assert accuracy_ci([0.5] * 7) == (0.5, 0.5)  # every pair a tie: no spread to resample
+    # two pairs: resample means 0, 0.5, 1 with probability 1/4, 1/2, 1/4: the 2.5% / 97.5% points are 0 and 1
+    assert accuracy_ci([0.0, 1.0], n_resamples=2000) == (0.0, 1.0)

@@ -1,4 +1,4 @@
-"""Every reward method learns (lib/rewards.py): planted preferences, data shaped like real preference
+"""Every reward method learns (lib/rewards/): planted preferences, data shaped like real preference
 data (30 annotators with 1-3 pairs each, 384-d features, a weak shared signal), the validation rule
 for few pairs per user, the degenerate flag, divergence recovery, VPL's context and the calibration."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lib import rewards as R
-from lib.rewards import METHODS, PairFeatures, load_reward_model, rm_accuracy, train
+from lib.rewards import METHODS, PairFeatures, fit, load_reward_model, rm_accuracy, train
 
 PERSONALIZED = [m for m in METHODS if m != "bt"]
 
@@ -122,11 +122,11 @@ def test_bt_generalises_on_real_like_data(real_like):
 def test_validation_rule_with_one_to_three_pairs_per_user():
     recs, _ = annotators()
     tr_recs = [r for r in recs if r["split"] == "train"]
-    val, tr = R._val_split(tr_recs, 0.15, 8, seed=0)
+    val, tr = fit._val_split(tr_recs, 0.15, 8, seed=0)
     assert len(val) == round(0.15 * len(tr_recs)) >= 8  # the old per-user rule held out none
     assert {r["user"] for r in tr} == {r["user"] for r in tr_recs}  # every user keeps a training pair
     assert not {r["pair_id"] for r in val} & {r["pair_id"] for r in tr}
-    assert R._val_split(tr_recs, 0.15, 8, seed=0) == (val, tr)  # seeded
+    assert fit._val_split(tr_recs, 0.15, 8, seed=0) == (val, tr)  # seeded
 
 
 def test_too_few_validation_pairs_train_fixed_epochs():
@@ -174,15 +174,15 @@ def test_zoo_index_and_table_show_the_flag(tmp_path):
 # ------------------------------------------------------------------ divergence
 def test_divergence_is_retried_with_a_smaller_lr(monkeypatch):
     recs, pf = two_groups(n_users=4, n_train=10, n_test=2)
-    fit, lrs = R._fit, []
+    real_fit, lrs = fit._fit, []
 
     def flaky(method, pf, tr, val, users, hp, *a):
         lrs.append(hp["lr"])
         if hp["lr"] > 2e-5:
             raise FloatingPointError("train pal: training loss diverged to 22.6 at epoch 4")
-        return fit(method, pf, tr, val, users, hp, *a)
+        return real_fit(method, pf, tr, val, users, hp, *a)
 
-    monkeypatch.setattr(R, "_fit", flaky)
+    monkeypatch.setattr(fit, "_fit", flaky)
     with pytest.warns(UserWarning, match="retrying with lr 0.0001"):
         rm = train("pal", recs, pf, progress=False, device="cpu", lr=1e-3)
     assert lrs == [1e-3, 1e-4, 1e-5] and rm.train_hparams["lr"] == 1e-5 and rm.train_hparams["retries"] == 2
@@ -190,14 +190,14 @@ def test_divergence_is_retried_with_a_smaller_lr(monkeypatch):
 
 def test_zoo_skips_a_model_that_keeps_diverging(tmp_path, monkeypatch):
     recs, pf = two_groups(n_users=4, n_train=10, n_test=2)
-    fit = R._fit
+    real_fit = fit._fit
 
     def diverge(method, *a):
         if method == "pal":
             raise FloatingPointError("train pal: training loss diverged to 22.6 at epoch 4")
-        return fit(method, *a)
+        return real_fit(method, *a)
 
-    monkeypatch.setattr(R, "_fit", diverge)
+    monkeypatch.setattr(fit, "_fit", diverge)
     with pytest.warns(UserWarning, match="toy/pal-toy-0-full skipped.*diverged"):
         rows, correct = R.train_zoo(recs, pf, "toy", tmp_path, methods=["bt", "pal"], n_resamples=20, progress=False)
     pal = rows[1]

@@ -12,6 +12,8 @@ from torch import nn
 from lib import rgd
 from lib.features import EncoderFeaturizer, LMFeaturizer
 from lib.rewards import RewardModel
+from lib.rgd import DecodingSettings as S
+from lib.rgd_backends import BACKENDS, RowHeads, make_backend
 
 from _tiny import tiny_lm, tiny_tokenizer
 
@@ -82,12 +84,12 @@ def _rm(kind):
     return DummyRM("tiny-enc", "encoder_mean", 32, seed=5)
 
 
-def _run(policy, tok, kind, rm_lm, encoder, **kw):
+def _run(policy, tok, kind, rm_lm, encoder, prompts=PROMPTS, users=None, w=1.0, **settings):
+    """``generate`` with ``_rm(kind)`` on its backbone; ``settings`` are DecodingSettings fields (no EOS stop)."""
     feat = {"shared": None, "separate": rm_lm, "text": encoder}[kind]
-    kw.setdefault("users", USERS[: len(kw.get("prompts", PROMPTS))])
-    kw.setdefault("prompts", PROMPTS)
-    kw.setdefault("eos_token_ids", [])
-    return rgd.generate(policy, tok, rm=_rm(kind), policy_name="tiny", featurizer=feat, **kw)
+    settings.setdefault("eos_token_ids", [])
+    return rgd.generate(policy, tok, prompts, users or USERS[: len(prompts)], rm=_rm(kind), w=w, policy_name="tiny",
+                        featurizer=feat, settings=S(**settings))
 
 
 def _hf_generate(policy, tok, prompts, n, **kw):
@@ -117,11 +119,11 @@ def _hf_greedy(policy, tok, prompts, n):
 def test_w0_equals_generate_greedy(tok, attn):
     policy = _lm(tok, 0, attn)
     ref = _hf_greedy(policy, tok, PROMPTS, 40)
-    plain = rgd.generate(policy, tok, PROMPTS, max_new_tokens=40, eos_token_ids=[])
+    plain = rgd.generate(policy, tok, PROMPTS, settings=S(max_new_tokens=40, eos_token_ids=[]))
     assert plain.path == "plain" and plain.sequences == ref
     # the tree machinery with a reward model but w = 0 (scores returned) is still greedy
-    tree = rgd.generate(policy, tok, PROMPTS, USERS, rm=_rm("shared"), w=0.0, max_new_tokens=40,
-                        eos_token_ids=[], return_scores=True, policy_name="tiny")
+    tree = rgd.generate(policy, tok, PROMPTS, USERS, rm=_rm("shared"), w=0.0, policy_name="tiny",
+                        settings=S(max_new_tokens=40, eos_token_ids=[], return_scores=True))
     assert tree.path == "shared" and tree.sequences == ref
 
 
@@ -186,36 +188,36 @@ def test_rows_of_many_reward_models_and_ws_equal_one_setting_at_a_time(tok, poli
     settings = [(rms[0], 1.0), (rms[1], 1.0), (rms[1], 4.0), (None, 0.0)]
     rows = [(p, u, m, w) for m, w in settings for p, u in zip(PROMPTS, USERS)]
     mixed = rgd.generate(policy, tok, [r[0] for r in rows], [r[1] for r in rows], rm=[r[2] for r in rows],
-                         w=[r[3] for r in rows], max_new_tokens=20, policy_name="tiny", featurizer=feat,
-                         eos_token_ids=[], return_scores=True)
+                         w=[r[3] for r in rows], policy_name="tiny", featurizer=feat,
+                         settings=S(max_new_tokens=20, eos_token_ids=[], return_scores=True))
     assert mixed.path == kind
     for s, (m, w) in enumerate(settings):
-        alone = rgd.generate(policy, tok, PROMPTS, USERS, rm=m, w=w, max_new_tokens=20, policy_name="tiny",
-                             featurizer=feat, eos_token_ids=[])
+        alone = rgd.generate(policy, tok, PROMPTS, USERS, rm=m, w=w, policy_name="tiny", featurizer=feat,
+                             settings=S(max_new_tokens=20, eos_token_ids=[]))
         got = mixed.sequences[s * len(PROMPTS) : (s + 1) * len(PROMPTS)]
         assert got == alone.sequences, f"setting {s}"
     assert len({tuple(x) for x in mixed.sequences[: 3 * len(PROMPTS)]}) > len(PROMPTS)  # settings really differ
     assert mixed.cand_score.shape == mixed.cand_logp.shape
     with pytest.raises(ValueError, match="w = 0"):
         rgd.generate(policy, tok, PROMPTS[:2], USERS[:2], rm=[rms[0], None], w=1.0, policy_name="tiny",
-                     featurizer=feat, max_new_tokens=2)
+                     featurizer=feat, settings=S(max_new_tokens=2))
     other = _rm("text" if kind != "text" else "shared")
     with pytest.raises(ValueError, match="share the reward backbone"):
         rgd.generate(policy, tok, PROMPTS[:2], USERS[:2], rm=[rms[0], other], w=1.0, policy_name="tiny",
-                     featurizer=feat, max_new_tokens=2)
+                     featurizer=feat, settings=S(max_new_tokens=2))
 
 
 def test_prefill_of_repeated_prompts_equals_a_full_forward(tok, policy):
     """Repeated rows are forwarded once and their cache copied: same hidden states and cache as forwarding all."""
     from transformers import DynamicCache
 
-    from lib import models
+    from lib import kvcache, models
 
     seqs = [models.prompt_ids(tok, p) for p in [PROMPTS[0], PROMPTS[1], PROMPTS[0], PROMPTS[2], PROMPTS[1]]]
-    ids, mask = rgd.left_pad(seqs, tok.pad_token_id, DEV)
-    h, cache = rgd.prefill(policy, ids, mask)
+    ids, mask = models.pad_batch(seqs, tok.pad_token_id, "left", DEV)
+    h, cache = kvcache.prefill(policy, ids, mask)
     full = DynamicCache(config=policy.config)
-    out = rgd.run_decoder(policy, full, input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0))
+    out = kvcache.run_decoder(policy, full, input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0))
     torch.testing.assert_close(h, out.last_hidden_state[:, -1], atol=1e-5, rtol=1e-5)
     for a, b in zip(cache.layers, full.layers):
         torch.testing.assert_close(a.keys * mask[:, None, :, None], b.keys * mask[:, None, :, None], atol=1e-5, rtol=1e-5)
@@ -240,14 +242,16 @@ def test_sampling_reproducible_with_seed(tok, policy, rm_lm, encoder):
 @pytest.mark.parametrize("kind", ["shared", "separate", "text"])
 def test_rows_stop_independently_at_eos(tok, policy, rm_lm, encoder, kind):
     free = _run(policy, tok, kind, rm_lm, encoder, max_new_tokens=24)
-    stop = free.sequences[0][5]  # row 0 emits this token at step 5: make it an EOS
-    firsts = [s.index(stop) if stop in s else None for s in free.sequences]
+    # an EOS that row 0 emits early (steps 3..19) and some other row never emits
+    stop = next(t for t in free.sequences[0][3:20] if any(t not in s for s in free.sequences[1:]))
     out = _run(policy, tok, kind, rm_lm, encoder, max_new_tokens=24, eos_token_ids=[stop], return_scores=True)
-    for i, (s, f) in enumerate(zip(free.sequences, firsts)):
-        assert out.sequences[i] == (s if f is None else s[: f + 1]), f"row {i}"
-        if f is not None and f + 1 < out.chosen.shape[1]:
-            assert (out.chosen[i, f + 1:] == -1).all() and out.cand_reward[i, f + 1:].isnan().all()
-    assert len({len(s) for s in out.sequences}) > 1 or all(f is None for f in firsts[1:])
+    for i, s in enumerate(free.sequences):
+        assert out.sequences[i] == (s[: s.index(stop) + 1] if stop in s else s), f"row {i}"
+    f = free.sequences[0].index(stop)
+    assert len(out.sequences[0]) == f + 1 < 24  # row 0 stopped at its EOS ...
+    assert max(map(len, out.sequences)) == 24 == out.chosen.shape[1]  # ... while another row ran on
+    assert (out.chosen[0, f + 1:] == -1).all() and out.cand_reward[0, f + 1:].isnan().all()
+    assert (out.chosen[0, : f + 1] >= 0).all() and not out.cand_reward[0, : f + 1].isnan().any()
 
 
 def test_bad_users_raise(tok, policy, rm_lm, encoder):
@@ -261,11 +265,62 @@ def test_bad_users_raise(tok, policy, rm_lm, encoder):
 @pytest.mark.parametrize("kind", ["shared", "separate", "text"])
 def test_logits_processor_equals_engine(tok, policy, rm_lm, encoder, kind):
     feat = {"shared": None, "separate": rm_lm, "text": encoder}[kind]
-    proc = rgd.RGDLogitsProcessor(policy, tok, _rm(kind), PROMPTS, USERS, w=1.0, k=10, policy_name="tiny",
-                                  featurizer=feat)
+    proc = rgd.RGDLogitsProcessor(policy, tok, _rm(kind), PROMPTS, USERS, w=1.0, policy_name="tiny",
+                                  featurizer=feat, settings=S(k=10))
     out = _hf_generate(policy, tok, PROMPTS, 20, logits_processor=[proc])
-    engine = _run(policy, tok, kind, rm_lm, encoder, max_new_tokens=20)
-    assert out == engine.sequences
+    assert out == _run(policy, tok, kind, rm_lm, encoder, max_new_tokens=20).sequences
+    assert out == _run(policy, tok, kind, rm_lm, encoder, max_new_tokens=20, path="naive").sequences
+
+
+# --- the backend factory and the settings ------------------------------------------------
+@pytest.mark.parametrize("path,kind", [("plain", None), ("shared", "shared"), ("separate", "separate"),
+                                       ("text", "text"), ("naive", "shared"), ("naive", "separate"), ("naive", "text")])
+def test_make_backend_builds_the_backend_of_each_path(tok, policy, rm_lm, encoder, path, kind):
+    from lib import models
+
+    feat = {None: None, "shared": None, "separate": rm_lm, "text": encoder}[kind]
+    ids, texts = rgd.encode_prompts(tok, PROMPTS)
+    heads = RowHeads(_rm(kind), USERS, len(PROMPTS)) if kind else None
+    be = make_backend(path, kind, policy, tok, ids, texts, heads, feat, 4096)
+    assert type(be) is BACKENDS[path] and be.needs_rewards == (path != "plain")
+    if path == "separate":  # the reward backbone's own prefix: the prompts left-padded, one column per token
+        assert be.rm_mask.sum(1).tolist() == [len(models.prompt_ids(rm_lm.tok, p)) for p in PROMPTS]
+    if path == "naive":  # a separate backbone reads the messages in its own prompt format; other kinds need none
+        want = [models.prompt_ids(rm_lm.tok, p) for p in PROMPTS] if kind == "separate" else None
+        assert be.rm_prompt_ids == want and be.prompt_ids == ids
+
+
+def test_make_backend_rejects_token_id_prompts_on_the_text_path_and_unknown_paths(tok, policy, encoder):
+    ids, _ = rgd.encode_prompts(tok, PROMPTS)
+    heads = RowHeads(_rm("text"), USERS, len(PROMPTS))
+    for path in ("text", "naive"):
+        with pytest.raises(ValueError, match="prompts as strings"):
+            make_backend(path, "text", policy, tok, ids, None, heads, encoder, 4096)
+    with pytest.raises(ValueError, match="unknown path 'beam'"):
+        make_backend("beam", "text", policy, tok, ids, None, heads, encoder, 4096)
+
+
+def test_decoding_settings_defaults_and_bad_values():
+    s = S()
+    assert (s.k, s.max_new_tokens, s.temperature, s.seed, s.chunk_size) == (10, 64, 0.0, 0, 4096)
+    assert (s.eos_token_ids, s.return_scores, s.path, s.progress) == (None, False, None, False)
+    with pytest.raises(AttributeError):
+        s.k = 3  # frozen: a settings object means one thing wherever it is passed
+    for bad, field in [(dict(k=0), "k"), (dict(k=2.5), "k"), (dict(max_new_tokens=-1), "max_new_tokens"),
+                       (dict(chunk_size=0), "chunk_size"), (dict(temperature=-0.5), "temperature")]:
+        with pytest.raises(ValueError, match=f"DecodingSettings.{field} must be"):
+            S(**bad)
+    with pytest.raises(ValueError, match="unknown path 'beam'"):
+        S(path="beam")
+    assert S(max_new_tokens=0).max_new_tokens == 0
+
+
+def test_settings_reach_the_decoder(tok, policy, rm_lm, encoder):
+    """k, max_new_tokens and return_scores of the settings shape the output: [B, T, k] arrays."""
+    out = _run(policy, tok, "shared", rm_lm, encoder, k=3, max_new_tokens=5, return_scores=True)
+    assert out.cand_ids.shape == (3, 5, 3) and [len(s) for s in out.sequences] == [5, 5, 5]
+    assert out.extra["k"] == 3 and out.extra["temperature"] == 0.0
+    assert _run(policy, tok, "shared", rm_lm, encoder, max_new_tokens=5).cand_ids is None
 
 
 # --- the packaged SmolLM2 ----------------------------------------------------------------
@@ -277,12 +332,12 @@ def test_smollm2_cached_equals_naive_and_greedy():
     prompts = ["Write a headline for: Stocks rally as inflation cools.", "Paraphrase: I love rainy mornings.",
                "Give a title for a paper on sparse attention."]
     rm = DummyRM("smollm2-135m", "lm_last", policy.config.hidden_size, seed=11, scale=2.0)
-    kw = dict(users=USERS, rm=rm, w=1.0, k=2, max_new_tokens=32, eos_token_ids=[], policy_name="smollm2-135m")
-    cached = rgd.generate(policy, tok, prompts, **kw)
-    naive = rgd.generate(policy, tok, prompts, path="naive", **kw)
+    kw = dict(users=USERS, rm=rm, w=1.0, policy_name="smollm2-135m")
+    cached = rgd.generate(policy, tok, prompts, settings=S(k=2, max_new_tokens=32, eos_token_ids=[]), **kw)
+    naive = rgd.generate(policy, tok, prompts, settings=S(k=2, max_new_tokens=32, eos_token_ids=[], path="naive"), **kw)
     assert cached.path == "shared" and all(len(s) == 32 for s in cached.sequences)
     assert cached.sequences == naive.sequences
-    plain = rgd.generate(policy, tok, prompts, max_new_tokens=32, eos_token_ids=[])
+    plain = rgd.generate(policy, tok, prompts, settings=S(max_new_tokens=32, eos_token_ids=[]))
     assert plain.sequences == _hf_generate(policy, tok, prompts, 32)
     assert cached.sequences != plain.sequences
 
@@ -301,20 +356,20 @@ def _tiny_gemma(tok, window: int):
 
 def test_sliding_window_model_cached_equals_naive_inside_the_window(tok):
     policy = _tiny_gemma(tok, window=128)
-    kw = dict(users=USERS, rm=DummyRM("tiny", "lm_last", 32, seed=3, scale=3.0), w=1.0, k=4, max_new_tokens=32,
-              eos_token_ids=[], policy_name="tiny")
-    cached = rgd.generate(policy, tok, PROMPTS, **kw)
+    kw = dict(users=USERS, rm=DummyRM("tiny", "lm_last", 32, seed=3, scale=3.0), w=1.0, policy_name="tiny")
+    cached = rgd.generate(policy, tok, PROMPTS, settings=S(k=4, max_new_tokens=32, eos_token_ids=[]), **kw)
     assert cached.path == "shared"
-    assert cached.sequences == rgd.generate(policy, tok, PROMPTS, path="naive", **kw).sequences
-    assert rgd.generate(policy, tok, PROMPTS, max_new_tokens=32, eos_token_ids=[]).sequences == \
+    naive = rgd.generate(policy, tok, PROMPTS, settings=S(k=4, max_new_tokens=32, eos_token_ids=[], path="naive"), **kw)
+    assert cached.sequences == naive.sequences
+    assert rgd.generate(policy, tok, PROMPTS, settings=S(max_new_tokens=32, eos_token_ids=[])).sequences == \
         _hf_generate(policy, tok, PROMPTS, 32)
 
 
 def test_sliding_window_overflow_raises_instead_of_decoding_wrongly(tok):
     policy = _tiny_gemma(tok, window=24)  # the longest prompt alone is ~20 tokens
     with pytest.raises(NotImplementedError, match="sliding window"):
-        rgd.generate(policy, tok, PROMPTS, users=USERS, rm=DummyRM("tiny", "lm_last", 32, seed=3), w=1.0, k=4,
-                     max_new_tokens=16, eos_token_ids=[], policy_name="tiny")
+        rgd.generate(policy, tok, PROMPTS, users=USERS, rm=DummyRM("tiny", "lm_last", 32, seed=3), w=1.0,
+                     policy_name="tiny", settings=S(k=4, max_new_tokens=16, eos_token_ids=[]))
 
 
 @pytest.mark.slow
@@ -325,10 +380,11 @@ def test_gemma3_cached_equals_naive_and_is_coherent():
     policy, tok = models.load_causal_lm("gemma3-270m", device=DEV, dtype=torch.float32)
     prompts = ["Write a headline for: Stocks rally as inflation cools.", "Paraphrase: I love rainy mornings."]
     rm = DummyRM("gemma3-270m", "lm_last", policy.config.hidden_size, users=USERS[:2], seed=11, scale=2.0)
-    kw = dict(users=USERS[:2], rm=rm, w=1.0, k=2, max_new_tokens=10, eos_token_ids=[], policy_name="gemma3-270m")
-    cached = rgd.generate(policy, tok, prompts, **kw)
-    assert cached.path == "shared" and cached.sequences == rgd.generate(policy, tok, prompts, path="naive", **kw).sequences
-    plain = rgd.generate(policy, tok, prompts, max_new_tokens=12, eos_token_ids=[])
+    kw = dict(users=USERS[:2], rm=rm, w=1.0, policy_name="gemma3-270m")
+    cached = rgd.generate(policy, tok, prompts, settings=S(k=2, max_new_tokens=10, eos_token_ids=[]), **kw)
+    naive = rgd.generate(policy, tok, prompts, settings=S(k=2, max_new_tokens=10, eos_token_ids=[], path="naive"), **kw)
+    assert cached.path == "shared" and cached.sequences == naive.sequences
+    plain = rgd.generate(policy, tok, prompts, settings=S(max_new_tokens=12, eos_token_ids=[]))
     assert plain.sequences == _hf_generate(policy, tok, prompts, 12)
     # with its <bos> (models.prompt_text) the base model continues the text instead of repeating one token
     assert all(len(set(s)) > 3 for s in plain.sequences)

@@ -122,7 +122,7 @@ def _setup(root, model, tok):
 def test_two_processes_equal_one_with_reward_models(tmp_path, monkeypatch):
     import torch
 
-    from lib import evaluate
+    from lib import evaluate, results, rewards
     from lib.config import paths
 
     torch.set_num_threads(1)
@@ -157,7 +157,7 @@ def test_two_processes_equal_one_with_reward_models(tmp_path, monkeypatch):
         ("LaMP-5", "new0"), ("LaMP-5", "new1")}
     assert {(r["task"], r["user"]) for r in shards[1]} == {("LaMP-5", f"user{i}") for i in range(3)}
 
-    df = evaluate.read_results(one)
+    df = results.read_results(one)
     assert set(df.task) == set(TASKS) and set(df.half) == {"val", "test"}
     rgd = df[df.system == "rgd"]
     for task in TASKS:
@@ -175,8 +175,8 @@ def test_two_processes_equal_one_with_reward_models(tmp_path, monkeypatch):
     P = paths("tiny")
     model.registry_name = POLICY
     queries = evaluate.generation_queries(P, params)
-    frames = [evaluate.generate_policy_rows(P, POLICY, model, tok, evaluate.read_rm_index(P.rms / "index.csv"), params,
+    frames = [evaluate.generate_policy_rows(P, POLICY, model, tok, rewards.read_rm_index(P.rms / "index.csv"), params,
                                             progress=False)]
-    lib_csv = evaluate.write_results(evaluate.finish_generations(frames, queries, params["seed"], params["val_frac"]),
+    lib_csv = results.write_results(evaluate.finish_generations(frames, queries, params["seed"], params["val_frac"]),
                                      tmp_path / "lib.csv")
     assert lib_csv.read_bytes() == one.read_bytes()

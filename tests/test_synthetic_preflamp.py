@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from lib import lamp, preflamp, synthetic
+from lib import gencache, lamp, preflamp, synthetic
 
 
 @pytest.fixture(scope="module")
@@ -95,14 +95,14 @@ def test_generation_cache_resumes(tmp_path):
         return [p[-6:] for p in batch]
 
     cache = tmp_path / "gen.jsonl"
-    gen = preflamp.cached_generator(flaky, cache, key="fake", batch_size=3)
+    gen = gencache.cached_generator(flaky, cache, key="fake", batch_size=3)
     with pytest.raises(KeyboardInterrupt):
         gen(prompts)
     done = sum(len(b) for b in calls[:2])
     calls.clear()
-    out = preflamp.cached_generator(lambda b: (calls.append(list(b)), [p[-6:] for p in b])[1], cache, "fake", 3)(prompts)
+    out = gencache.cached_generator(lambda b: (calls.append(list(b)), [p[-6:] for p in b])[1], cache, "fake", 3)(prompts)
     assert sum(len(b) for b in calls) == len(prompts) - done  # only the missing batches ran
-    fresh = preflamp.cached_generator(lambda b: [p[-6:] for p in b], None, "fake", 3)(prompts)
+    fresh = gencache.cached_generator(lambda b: [p[-6:] for p in b], None, "fake", 3)(prompts)
     assert out == fresh
 
 
@@ -150,23 +150,23 @@ def test_generation_cache_repairs_a_cut_last_line(tmp_path):
     import warnings
 
     path = tmp_path / "gen.jsonl"
-    cache = preflamp.GenerationCache(path, "k")
+    cache = gencache.GenerationCache(path, "k")
     cache.add(["a", "b", "c"], ["A", "B", "C"])
     text = path.read_text()
     path.write_text(text[: len(text) - 9])  # the record of "c" cut mid-way
     with pytest.warns(UserWarning, match=r"gen.jsonl: line\(s\) \[3\] unreadable"):
-        cache = preflamp.GenerationCache(path, "k")
+        cache = gencache.GenerationCache(path, "k")
     assert path.read_text().endswith("\n") and (cache.get("a"), cache.get("c")) == ("A", None)
     cache.add(["d"], ["D"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the second load is clean
-        again = preflamp.GenerationCache(path, "k")
+        again = gencache.GenerationCache(path, "k")
     assert [again.get(p) for p in "abcd"] == ["A", "B", None, "D"]
     with open(path, "a") as f:
         f.write('[1, 2]\n{"k": "x"}\n')
     with pytest.warns(UserWarning, match=r"line\(s\) \[4, 5\]"):
-        preflamp.GenerationCache(path, "k")
+        gencache.GenerationCache(path, "k")
     assert len(path.read_text().splitlines()) == 3
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert preflamp.GenerationCache(path, "k").get("d") == "D"
+        assert gencache.GenerationCache(path, "k").get("d") == "D"

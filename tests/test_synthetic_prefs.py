@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import prefdata
+from lib import prefdata, synthetic_scenes
 from lib import synthetic_prefs as sp
 
 N_USERS, PAIRS = 12, 9  # the defaults, spelled out: the smoke profile's sizes
@@ -176,7 +176,7 @@ def features(text: str) -> np.ndarray:
     markers), topic (names a topic keyword)."""
     words = re.findall(r"[a-z]+", text.lower())
     return np.array([len(text.split()) > 15, sum(w in FORMAL for w in words) > sum(w in CASUAL for w in words),
-                     any(k in text.lower() for k in sp.KEYWORDS)], dtype=float)
+                     any(k in text.lower() for k in synthetic_scenes.KEYWORDS)], dtype=float)
 
 
 def satisfies(user_type: str, text: str) -> bool:
@@ -187,7 +187,7 @@ def satisfies(user_type: str, text: str) -> bool:
 def test_generated_texts_show_exactly_their_attributes():
     import itertools
 
-    for scene in sp.SCENES:
+    for scene in synthetic_scenes.SCENES:
         for attrs in itertools.product((0, 1), repeat=3):
             for k in range(3):
                 for make in (sp.summary_text, sp.response_text):
