@@ -83,9 +83,11 @@ lint: | setup ## Static checks (ruff, configured in pyproject.toml)
 test-unit: | setup ## Unit tests only
 	$(PY) -m pytest tests -q --durations=8
 
-# Progress bars are off under nbval (TQDM_DISABLE): nobody watches them there, and the thousands of IOPub
-# messages they stream made a fresh-clone CI run lose the kernel's idle message after 02's feature cell
-# ("Timeout of 120 seconds exceeded waiting for output"; the run before had passed).
+# Progress bars are off under nbval (TQDM_DISABLE, read by lib/progress.py: tqdm's notebook bars ignore it;
+# HF_HUB_DISABLE_PROGRESS_BARS for transformers' "Loading weights"):
+# nobody watches them there, and the thousands of widget messages they stream overflow the kernel's IOPub
+# queue; the lost idle message failed two CI runs after 02's feature cell ("Timeout of 120 seconds exceeded
+# waiting for output").
 # nbval runs in a temporary copy (PRC_ROOT points lib.config there), so a test run never rewrites data/ or the
 # committed figures; data/cache is copied when present (content-keyed features and generations: after
 # `make all` the notebooks re-run from them). Settings: notebooks/pytest.ini. Afterwards the figures the run wrote are
@@ -95,7 +97,7 @@ test-notebooks: | setup ## Execute every notebook as stored (smoke defaults) in 
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && cp -r notebooks "$$tmp/notebooks" && mkdir -p "$$tmp/data" && \
 	if [ -d data/cache ]; then cp -r data/cache "$$tmp/data/cache"; fi && \
 	echo "[test-notebooks] in $$tmp (data/cache copied: $$([ -d data/cache ] && echo yes || echo no))" && \
-	(cd "$$tmp/notebooks" && PRC_ROOT="$$tmp" TQDM_DISABLE=1 HF_DATASETS_DISABLE_PROGRESS_BARS=1 $(abspath $(PY)) -m pytest .) && \
+	(cd "$$tmp/notebooks" && PRC_ROOT="$$tmp" TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 HF_DATASETS_DISABLE_PROGRESS_BARS=1 $(abspath $(PY)) -m pytest .) && \
 	$(PY) scripts/compare_figures.py figures/smoke "$$tmp/figures/smoke"
 
 # The lamp-cpu profile end to end (every notebook, through Make) on a small LaMP fixture in the official layout with

@@ -28,10 +28,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from . import icl, metrics, models
 from .io import sha256_text, write_json
+from .progress import bar
 
 ROW_COLUMNS = ["task", "user", "user_group", "query_id", "system", "param", "rm", "model", "generation",
                "reference", "rouge1", "rougeL", "follows_rule", "n_examples"]
@@ -217,7 +217,7 @@ def evaluate(queries: list[dict], model, tok, model_name: str, *, icl_ks=(1, 2, 
     rows, skipped = [], []
     per_user = by_user(queries)
     blocks = user_blocks(per_user, user_block)
-    for block in tqdm(blocks, desc=f"evaluate[{model_name}]", disable=not progress):
+    for block in bar(blocks, desc=f"evaluate[{model_name}]", progress=progress):
         jobs = []
         for user in block:
             names = []

@@ -19,10 +19,10 @@ import warnings
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from . import models
 from .io import atomic_path, sha256_text
+from .progress import bar
 
 
 def lm_token_ids(tok, prompt: str, response: str, eos: bool = False) -> tuple[list[int], list[int]]:
@@ -75,7 +75,7 @@ class LMFeaturizer:
         seqs = [sum(self._ids(p, r), []) for p, r in zip(prompts, responses)]
         order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))  # length-bucketed batches
         out = torch.empty(len(seqs), self.dim)
-        for s in tqdm(range(0, len(order), self.batch_size), disable=not progress, desc=f"features[{self.name}]"):
+        for s in bar(range(0, len(order), self.batch_size), progress=progress, desc=f"features[{self.name}]"):
             idx = order[s : s + self.batch_size]
             h, lens = self.hidden([seqs[i] for i in idx])
             out[idx] = h[torch.arange(len(idx)), lens.to(h.device) - 1].cpu()
@@ -104,7 +104,7 @@ class LMFeaturizer:
         out = [[None] * n for _ in response_sets]
         order = sorted(range(n), key=lambda i: (-len(xs[i]), i))
         pad = self.tok.pad_token_id or 0
-        for s in tqdm(range(0, n, self.batch_size), disable=not progress, desc=f"pair features[{self.name}]"):
+        for s in bar(range(0, n, self.batch_size), progress=progress, desc=f"pair features[{self.name}]"):
             idx = order[s : s + self.batch_size]
             R = max(len(ys[i][j]) for i in idx for j in range(len(response_sets)))
             S = max(len(xs[i]) for i in idx)
@@ -151,7 +151,7 @@ class EncoderFeaturizer:
         out = torch.empty(len(prompts), self.dim)
         size = [len(p) + len(r) for p, r in zip(prompts, responses)]  # characters: a cheap length proxy
         order = sorted(range(len(prompts)), key=lambda i: (-size[i], i))
-        for s in tqdm(range(0, len(order), self.batch_size), disable=not progress, desc=f"features[{self.name}]"):
+        for s in bar(range(0, len(order), self.batch_size), progress=progress, desc=f"features[{self.name}]"):
             idx = order[s : s + self.batch_size]
             enc = self.tok([prompts[i] for i in idx], [responses[i] for i in idx], truncation="only_first",
                            max_length=self.max_length, padding=True, return_tensors="pt").to(self.device)

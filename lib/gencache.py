@@ -71,7 +71,7 @@ def cached_generator(generate_batch: Callable[[list[str]], list[str]], cache_pat
     Batches are fixed slices of the sorted unique prompts, so a resumed run batches exactly as a
     fresh one and produces the same outputs; a batch whose prompts are all cached is skipped.
     """
-    from tqdm.auto import tqdm
+    from .progress import bar
 
     cache = GenerationCache(cache_path, key) if cache_path else None
 
@@ -79,7 +79,7 @@ def cached_generator(generate_batch: Callable[[list[str]], list[str]], cache_pat
         out = {}
         uniq = sorted(set(prompts), key=lambda p: (len(p), p))
         batches = [uniq[i : i + batch_size] for i in range(0, len(uniq), batch_size)]
-        for b in tqdm(batches, desc=desc):
+        for b in bar(batches, desc=desc):
             cached = [cache.get(p) if cache else None for p in b]
             if all(c is not None for c in cached):
                 out.update(zip(b, cached))

@@ -282,12 +282,11 @@ def greedy_generate(model, tok, messages: list[str], max_new_tokens: int = 32, b
     forwards a prompt shared by several rows once. Batches are fixed slices of ``messages`` in the
     given order, so the same list always yields the same batches (and, on CPU, the same tokens).
     """
-    from tqdm.auto import tqdm
-
     from . import rgd
+    from .progress import bar
 
     out = []
-    for s in tqdm(range(0, len(messages), batch_size), disable=not progress, desc=desc):
+    for s in bar(range(0, len(messages), batch_size), progress=progress, desc=desc):
         out += rgd.generate(model, tok, list(messages[s : s + batch_size]),
                             settings=rgd.DecodingSettings(max_new_tokens=max_new_tokens)).texts
     return out

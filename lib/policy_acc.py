@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from . import models
 from .kvcache import PromptCache, lm_logp
+from .progress import bar
 from .rgd_backends import head_rewards
 
 
@@ -136,7 +136,7 @@ def teacher_forced_sets(policy, tok, rms: dict, prompts, response_sets, users, k
     # similar response lengths together (the T * k candidate columns dominate), then similar prompts
     batches = length_batches([(max(len(ys[j][i]) for j in range(n_sets)), len(x)) for i, x in enumerate(xs)],
                              batch_size)
-    bar = tqdm(total=len(prompts) * n_sets, disable=not progress, desc=f"teacher-forced[{kind} x{len(rms)}]")
+    pbar = bar(total=len(prompts) * n_sets, progress=progress, desc=f"teacher-forced[{kind} x{len(rms)}]")
     for b in batches:
         pc = PromptCache(policy, [xs[i] for i in b], pad)
         rc = PromptCache(featurizer.model, [models.prompt_ids(featurizer.tok, prompts[i]) for i in b], pad) \
@@ -185,8 +185,8 @@ def teacher_forced_sets(policy, tok, rms: dict, prompts, response_sets, users, k
                     r = rs[key][n]
                     out[j][key][i] = TeacherForced(r_gold=r[: T[n]], cand_r=r[T[n] : T[n] * (1 + k)].reshape(T[n], k),
                                                    **shared)
-            bar.update(len(b))
-    bar.close()
+            pbar.update(len(b))
+    pbar.close()
     return out
 
 

@@ -42,9 +42,9 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from . import models
+from .progress import bar
 from .rgd_backends import BACKENDS, RowHeads, make_backend
 
 PATHS = tuple(BACKENDS)  # ("plain", "shared", "separate", "text", "naive")
@@ -175,7 +175,7 @@ def generate(policy, tok, prompts, users=None, rm=None, w: float | list = 1.0,
     wt = torch.tensor(ws, dtype=torch.float32, device=dev)[:, None]
     step_s, t_prev = [], time.perf_counter()
     prefill_s = t_prev - t_start
-    for t in tqdm(range(s.max_new_tokens), disable=not s.progress, desc=f"rgd[{path}]"):
+    for t in bar(range(s.max_new_tokens), progress=s.progress, desc=f"rgd[{path}]"):
         if t:
             step_s.append(time.perf_counter() - t_prev)  # the previous step, its advance included
             t_prev = time.perf_counter()

@@ -2,10 +2,11 @@
 
 nbval waits a hard-coded 5 s for each kernel output message *after* a cell has finished
 (`IPyNbCell.output_timeout`; nbval issues #136 and #231, no option exists). On a busy 2-core CI
-machine the kernel's IOPub thread can lag longer than that behind the execute reply, after cells
-that stream many progress-bar updates; nbval then stops the kernel and every later cell and notebook
-fails. Only this post-execution wait is raised here; the cell execution limit stays
-`--nbval-cell-timeout` in notebooks/pytest.ini.
+machine the kernel's IOPub thread can lag longer than that behind the execute reply; nbval then stops
+the kernel and every later cell and notebook fails. Only this post-execution wait is raised here; the
+cell execution limit stays `--nbval-cell-timeout` in notebooks/pytest.ini. (A message that never comes
+is not cured by waiting: progress-bar widgets once flooded the IOPub queue until it dropped the idle
+message. `make test-notebooks` sets TQDM_DISABLE=1, which lib/progress.py honours; tests/test_progress.py.)
 """
 import os
 

@@ -11,10 +11,10 @@ import warnings
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..io import seed_everything
 from ..models import pad_batch
+from ..progress import bar
 from .base import RewardModel
 from .heads import METHODS, VPL
 from .pairs import PairFeatures, _check_finite
@@ -223,7 +223,7 @@ def _fit(method, pf, tr, val, users, hp, arch, dev, progress, diverge_factor) ->
         if not val:
             return False
         vl, vacc = val_loss()
-        bar.set_postfix(train=f"{loss:.3f}", val=f"{vl:.3f}", val_acc=f"{vacc:.2f}")
+        pbar.set_postfix(train=f"{loss:.3f}", val=f"{vl:.3f}", val_acc=f"{vacc:.2f}")
         if vl < best["loss"] - 1e-5:  # epoch 1 always qualifies: the initial heads are no model
             best.update(loss=vl, state=copy.deepcopy(rm.state_dict()), epoch=epoch, bad=0)
             return False
@@ -234,8 +234,8 @@ def _fit(method, pf, tr, val, users, hp, arch, dev, progress, diverge_factor) ->
     init = [p.detach().clone() for p in rm.parameters()]
     init_loss = val_loss()[0] if val else float("nan")
     n_epochs = hp["epochs"] if val else min(hp["epochs"], hp["fixed_epochs"])
-    bar = tqdm(range(1, n_epochs + 1), disable=not progress, desc=f"train {method}", leave=False)
-    epoch = len(fit_loop(opt, bar, batches, max_grad_norm=hp["max_grad_norm"], diverge_factor=diverge_factor,
+    pbar = bar(range(1, n_epochs + 1), progress=progress, desc=f"train {method}", leave=False)
+    epoch = len(fit_loop(opt, pbar, batches, max_grad_norm=hp["max_grad_norm"], diverge_factor=diverge_factor,
                          label=f"train {method}", end_epoch=end_epoch))
     if val and best["state"] is not None:
         rm.load_state_dict(best["state"])
@@ -301,7 +301,7 @@ def _train_lora(method, recs, users, feat, hp, lora_r, device, progress, diverge
             yield rm.pair_logits(h[: len(b)], h[len(b):], u_all[b], torch.tensor(b, device=dev))
 
     model.train()
-    epochs = tqdm(range(1, hp["epochs"] + 1), disable=not progress, desc=f"train {method}+lora", leave=False)
+    epochs = bar(range(1, hp["epochs"] + 1), progress=progress, desc=f"train {method}+lora", leave=False)
     losses = fit_loop(opt, epochs, batches, max_grad_norm=hp.get("max_grad_norm"), diverge_factor=diverge_factor,
                       label=f"train {method}+lora")
     model.eval()

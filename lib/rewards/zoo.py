@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from .. import metrics
+from ..progress import bar
 from .base import RewardModel
 from .fit import train
 from .heads import METHODS, check_methods, load_reward_model
@@ -123,7 +123,7 @@ def train_zoo(records, features, task: str, out_root, methods=tuple(METHODS), se
     hparams, arch, adapt_kw = dict(hparams or {}), dict(arch or {}), dict(adapt_kw or {})
     rows, correct = [], {}
     grid = [(m, s, p) for m in methods for s in seeds for p in prefix_options if not (finetune and p)]
-    for method, seed, prefix in tqdm(grid, desc=f"reward models [{task}]", disable=not progress):
+    for method, seed, prefix in bar(grid, desc=f"reward models [{task}]", progress=progress):
         backbone = (features.backbone if isinstance(features, PairFeatures) else features.name) + \
             ("+lora" if finetune else "")
         name, t0 = model_name(method, backbone, seed, prefix), time.time()
@@ -168,7 +168,7 @@ def train_zoos(jobs: list[dict], n_jobs: int = 1, progress: bool = True):
         from joblib import Parallel, delayed
 
         gen = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(_train_zoo_quiet)(job) for job in jobs)
-        results = list(tqdm(gen, total=len(jobs), disable=not progress, desc=f"reward-model zoos ({n_jobs} processes)"))
+        results = list(bar(gen, total=len(jobs), progress=progress, desc=f"reward-model zoos ({n_jobs} processes)"))
         for row in (r for rs, _ in results for r in rs if flagged(r["degenerate"])):  # workers' warnings are lost
             warnings.warn(f"reward model {row['method']} (backbone {row['backbone']}, task {row['task']}, seed "
                           f"{row['seed']}, prefix_train {row['prefix_train']}): {row['degenerate']}", stacklevel=2)
