@@ -61,12 +61,12 @@ def _rms(P) -> list[tuple]:
 
 
 def _eval(P) -> list[tuple]:
-    from .results import read_results
+    from .results import read_policy_accuracy, read_results
 
     rows = []
     dec = pd.read_csv(P.rgd / "decodes.csv")
     rows.append(("rgd/decodes.csv", "has decodes", len(dec) > 0, f"{len(dec)} rows"))
-    pa = pd.read_csv(P.eval / "policy_accuracy.csv")
+    pa = read_policy_accuracy(P.eval / "policy_accuracy.csv")
     vals = pa.policy_acc.dropna()
     rows.append(("eval/policy_accuracy.csv", "policy accuracies in [0, 1]", len(vals) > 0 and bool(vals.between(0, 1).all()),
                  f"{len(vals)} values, {pa.policy_acc.isna().sum()} NaN"))
