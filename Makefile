@@ -14,7 +14,7 @@ DATA_ROOT ?= .
 DATA := $(DATA_ROOT)/data/processed/$(PROFILE)
 FIG := $(DATA_ROOT)/figures/$(PROFILE)
 LIB := $(wildcard lib/*.py lib/*/*.py)
-RUN := $(PY) -m lib.pipeline --profile $(PROFILE)
+RUN := $(PY) -m lib.core.pipeline --profile $(PROFILE)
 export PYTHONHASHSEED := 0
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_DISABLE_TELEMETRY := 1
@@ -83,12 +83,12 @@ lint: | setup ## Static checks (ruff, configured in pyproject.toml)
 test-unit: | setup ## Unit tests only
 	$(PY) -m pytest tests -q --durations=8
 
-# Progress bars are off under nbval (TQDM_DISABLE, read by lib/progress.py: tqdm's notebook bars ignore it;
+# Progress bars are off under nbval (TQDM_DISABLE, read by lib/core/progress.py: tqdm's notebook bars ignore it;
 # HF_HUB_DISABLE_PROGRESS_BARS for transformers' "Loading weights"):
 # nobody watches them there, and the thousands of widget messages they stream overflow the kernel's IOPub
 # queue; the lost idle message failed two CI runs after 02's feature cell ("Timeout of 120 seconds exceeded
 # waiting for output").
-# nbval runs in a temporary copy (PRC_ROOT points lib.config there), so a test run never rewrites data/ or the
+# nbval runs in a temporary copy (PRC_ROOT points lib.core.config there), so a test run never rewrites data/ or the
 # committed figures; data/cache is copied when present (content-keyed features and generations: after
 # `make all` the notebooks re-run from them). Settings: notebooks/pytest.ini. Afterwards the figures the run wrote are
 # compared byte for byte with the committed figures/smoke (scripts/compare_figures.py; a report: a CPU with other
@@ -102,12 +102,12 @@ test-notebooks: | setup ## Execute every notebook as stored (smoke defaults) in 
 
 # The lamp-cpu profile end to end (every notebook, through Make) on a small LaMP fixture in the official layout with
 # real-data properties (few profile items, shared headlines, an empty gold, a very long input), in a temporary
-# DATA_ROOT; then every artifact is checked for sanity (lib/sanity.py).
+# DATA_ROOT; then every artifact is checked for sanity (lib/report/sanity.py).
 test-lamp-cpu: | setup ## make figures PROFILE=lamp-cpu on a real-layout LaMP fixture in a temporary folder, then check every artifact
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	$(PY) tests/real_lamp_fixture.py "$$tmp/data/raw/lamp" && \
 	TQDM_DISABLE=1 $(MAKE) --no-print-directory figures rgd PROFILE=lamp-cpu DATA_ROOT="$$tmp" && \
-	$(PY) -m lib.sanity --profile lamp-cpu --root "$$tmp"
+	$(PY) -m lib.report.sanity --profile lamp-cpu --root "$$tmp"
 
 bench: | setup ## Benchmarks: RGD decoding paths, batched teacher forcing, multi-RM generation (ratios vs baselines)
 	$(PY) scripts/bench_rgd.py

@@ -6,7 +6,7 @@ machine the kernel's IOPub thread can lag longer than that behind the execute re
 the kernel and every later cell and notebook fails. Only this post-execution wait is raised here; the
 cell execution limit stays `--nbval-cell-timeout` in notebooks/pytest.ini. (A message that never comes
 is not cured by waiting: progress-bar widgets once flooded the IOPub queue until it dropped the idle
-message. `make test-notebooks` sets TQDM_DISABLE=1, which lib/progress.py honours; tests/test_progress.py.)
+message. `make test-notebooks` sets TQDM_DISABLE=1, which lib/core/progress.py honours; tests/test_progress.py.)
 """
 import os
 

@@ -1,4 +1,4 @@
-"""Benchmark reward-guided decoding (lib/rgd.py): tokens/s of every path against plain greedy.
+"""Benchmark reward-guided decoding (lib/decoding/rgd.py): tokens/s of every path against plain greedy.
 
     python scripts/bench_rgd.py                                   # CPU, packaged SmolLM2-135M
     python scripts/bench_rgd.py --device cuda --random-arch qwen2.5-7b --batch 1 8 32 --out DIR
@@ -12,7 +12,7 @@ CPU: peak process RSS, models included, sampled every 5 ms). Then the bookkeepin
 forwards it needs, each timed alone) and the long-prompt check (time per step vs prompt length).
 Two tables measure the batching of the pipeline's own workloads, each against its one-at-a-time
 baseline in the same run: ``teacher_forced`` (notebook 04: responses/s of
-``policy_acc.teacher_forced_many`` with many reward heads on the policy's states, batches of
+``policy_accuracy.teacher_forced_many`` with many reward heads on the policy's states, batches of
 responses vs one response at a time) and ``multi_rm`` (notebook 05: generated tokens/s when every
 (reward model, w) setting is a row of shared batches vs one setting per ``generate`` call).
 Random-arch models are Qwen2.5 architectures with random weights (speed does not depend on
@@ -35,9 +35,11 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing lib
-from lib import kvcache, models, policy_acc, rgd  # noqa: E402
-from lib.rewards import RewardModel  # noqa: E402
-from lib.rgd import DecodingSettings  # noqa: E402
+from lib.core import kvcache, models
+from lib.decoding import rgd
+from lib.decoding.rgd import DecodingSettings
+from lib.evaluation import policy_accuracy
+from lib.rewards import RewardModel
 
 QWEN25 = {  # Qwen2.5-*-Instruct config.json numbers
     "qwen2.5-0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
@@ -139,8 +141,8 @@ def build(args, device, dtype):
 
         return policy, tok, rm_feat, None, prompts, args.random_arch
 
-    from lib import models
-    from lib.features import EncoderFeaturizer, LMFeaturizer
+    from lib.core import models
+    from lib.rewards.features import EncoderFeaturizer, LMFeaturizer
 
     policy, tok = models.load_causal_lm(args.model, device=device, dtype=dtype)
     rm_model, _ = models.load_causal_lm(args.model, device=device, dtype=dtype)  # a same-size separate RM
@@ -309,9 +311,9 @@ def teacher_forced_table(args, device, policy, tok, rm_feat, enc, make_prompts, 
     us = [users[i % len(users)] for i in range(N)]
     rows, base = [], None
     for B in args.tf_batch:
-        fn = lambda: policy_acc.teacher_forced_many(policy, tok, rms, prompts, responses, us, k=args.k,  # noqa: E731
+        fn = lambda: policy_accuracy.teacher_forced_many(policy, tok, rms, prompts, responses, us, k=args.k,  # noqa: E731
                                                     policy_name="policy", batch_size=B, progress=False)  # noqa: B023 (timed now)
-        policy_acc.teacher_forced_many(policy, tok, rms, prompts[:B], responses[:B], us[:B], k=args.k,
+        policy_accuracy.teacher_forced_many(policy, tok, rms, prompts[:B], responses[:B], us[:B], k=args.k,
                                        policy_name="policy", batch_size=B, progress=False)  # warm-up
         with PeakMemory(device) as mem:
             sec = timed(fn, device)

@@ -8,9 +8,9 @@
     make figures PROFILE=paper
 
 What it computes is notebook 05's generation cell, through the same functions
-(:func:`lib.evaluate.generate_policy_rows` per policy, :func:`lib.evaluate.finish_generations`):
+(:func:`lib.evaluation.generation.generate_policy_rows` per policy, :func:`lib.evaluation.generation.finish_generations`):
 the profile's notebook-05 parameters (the notebook's defaults merged with ``configs/<profile>.yaml`` by
-:func:`lib.pipeline.parameters_for`, the Makefile's checks), the profile's Pref-LaMP queries, and the
+:func:`lib.core.pipeline.parameters_for`, the Makefile's checks), the profile's Pref-LaMP queries, and the
 reward models of the profile's RM index (``rms/index.csv``, named by its unique ``rm`` column,
 adapted to unseen users, selected per task and policy by the profile's ``rm_*`` filters).
 
@@ -38,9 +38,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from lib import evaluate, models, pipeline, results, rewards, shard
-from lib.config import paths
-from lib.io import seed_everything
+from lib import rewards
+from lib.core import models, pipeline
+from lib.core.config import paths
+from lib.core.io import seed_everything
+from lib.evaluation import generation, shard
+from lib.report import results
 
 NOTEBOOK = "05_generation"
 SORT_BY = ("task", "user", "query_id", "system", "rm", "param")  # shard merge; ties keep the policies' order
@@ -70,19 +73,19 @@ def load_policy(name: str, model_dir, device):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(model_dir).to(device).eval().requires_grad_(False)
-    model.registry_name = name  # lib.rgd: reward models on the backbone `name` share the policy's forward
+    model.registry_name = name  # lib.decoding.rgd: reward models on the backbone `name` share the policy's forward
     return model, AutoTokenizer.from_pretrained(model_dir)
 
 
 def task_blocks(queries: list[dict], params: dict) -> dict[str, tuple[str, list[str]]]:
     """The units of sharding: ``"<task>|<block>" -> (task, users)``, the fixed user blocks in which
-    :func:`lib.evaluate.evaluate` batches each task's queries (notebook 05 calls it once per task and
+    :func:`lib.evaluation.generation.evaluate` batches each task's queries (notebook 05 calls it once per task and
     policy). A process's share of a task is a union of whole blocks, which evaluate re-blocks the same
     way, so its batches, and every generation, are those of one process."""
     units = {}
     for task in params["tasks"]:
         users = [q["user"] for q in queries if q["task"] == task]
-        for i, block in enumerate(evaluate.user_blocks(users, params["user_block"])):
+        for i, block in enumerate(generation.user_blocks(users, params["user_block"])):
             units[f"{task}|{i:06d}"] = (task, block)
     return units
 
@@ -106,7 +109,7 @@ def main(argv=None):
     st = shard.state()
     P = paths(a.profile)
     out = Path(a.out) if a.out else P.eval / "generations.csv"
-    queries = evaluate.generation_queries(P, params)
+    queries = generation.generation_queries(P, params)
     rm_index = rewards.read_rm_index(P.rms / "index.csv")
     units = task_blocks(queries, params)
 
@@ -116,15 +119,15 @@ def main(argv=None):
         rows = []
         for policy in policies if mine else []:
             model, tok = load_policy(policy, a.model_dir, st.device)
-            rows += evaluate.generate_policy_rows(P, policy, model, tok, rm_index, params, queries=mine,
+            rows += generation.generate_policy_rows(P, policy, model, tok, rm_index, params, queries=mine,
                                                   progress=st.is_main_process).to_dict("records")
             del model
         return rows
 
     rows = shard.run_sharded(work, sorted(units), rows_path(out), sort_by=SORT_BY, st=st)
     if st.is_main_process:
-        df = pd.DataFrame(rows, columns=evaluate.ROW_COLUMNS)
-        gen = evaluate.finish_generations([df], queries, params["seed"], params["val_frac"])
+        df = pd.DataFrame(rows, columns=generation.ROW_COLUMNS)
+        gen = generation.finish_generations([df], queries, params["seed"], params["val_frac"])
         results.write_results(gen, out)
         print(f"[shard_generate] {len(gen)} rows of {policies} from {st.num_processes} process(es) -> {out}",
               flush=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from lib.io import write_text  # noqa: E402
+from lib.core.io import write_text  # noqa: E402
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 FIGURES = [("generation_best", "Base vs best ICL vs best RGD"),

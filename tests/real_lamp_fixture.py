@@ -1,6 +1,6 @@
 """A small LaMP corpus in the official layout with the properties of real LaMP files.
 
-Unlike the synthetic corpus (lib/synthetic.py), and like the files users download:
+Unlike the synthetic corpus (lib/data/synthetic.py), and like the files users download:
 
 * every question has its own profile (one question per user); ids as in LaMP: question ``"4100"``,
   its profile items ``"41000"``, ``"41001"``, ...;
@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib import lamp  # noqa: E402
+from lib.data import lamp
 
 SIZES = (2, 3, 12, 5, 9, 4, 7, 6, 10, 8, 11, 4)  # profile size of user i: SIZES[i % len(SIZES)]
 LONG_CHARS = 30_000

@@ -12,7 +12,10 @@ import pandas as pd
 import pytest
 import torch
 
-from lib import features, io, prefdata, rewards, synthetic
+from lib import rewards
+from lib.core import io
+from lib.data import prefdata, synthetic
+from lib.rewards import features
 
 
 def _leftovers(folder: Path, keep: set[str]) -> list[str]:

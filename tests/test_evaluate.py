@@ -5,7 +5,10 @@ import pandas as pd
 import pytest
 import torch
 
-from lib import evaluate, metrics, models, results, rewards
+from lib import rewards
+from lib.decoding import greedy
+from lib.evaluation import generation, metrics
+from lib.report import results
 
 from _tiny import query, tiny_lm, tiny_tokenizer
 
@@ -25,7 +28,7 @@ def queries():
 
 
 def fake_rgd(model, tok, rms, messages, users, ws, max_new_tokens):
-    """Deterministic stand-in for lib.rgd: a string that depends on each row's rm and w (and ends in '?')."""
+    """Deterministic stand-in for lib.decoding.rgd: a string that depends on each row's rm and w (and ends in '?')."""
     assert len(rms) == len(messages) == len(users) == len(ws)
     return [f'"stock {rm} w{w} market?"\nsecond line' for rm, w in zip(rms, ws)]
 
@@ -36,7 +39,7 @@ class Boom:
 
 
 def run(model, tok, qs, cache_dir, **kw):
-    return evaluate.evaluate(qs, model, tok, "tiny", icl_ks=(1, 2), rms={"rmA": "rmA", "rmB": "rmB"}, ws=(0.0, 2.0),
+    return generation.evaluate(qs, model, tok, "tiny", icl_ks=(1, 2), rms={"rmA": "rmA", "rmB": "rmB"}, ws=(0.0, 2.0),
                              rgd_fn=fake_rgd, rgd_tag="fake", max_new_tokens=6, batch_size=3,
                              cache_dir=cache_dir, progress=False, **kw)
 
@@ -44,7 +47,7 @@ def run(model, tok, qs, cache_dir, **kw):
 def test_rows_scores_and_rules(lm, tmp_path):
     model, tok = lm
     df = run(model, tok, queries(), tmp_path)
-    assert list(df.columns) == evaluate.ROW_COLUMNS
+    assert list(df.columns) == generation.ROW_COLUMNS
     assert len(df) == 4 * (1 + 2 + 2 * 2)
     assert df.groupby("system").size().to_dict() == {"base": 4, "icl": 8, "rgd": 16}
     # ROUGE is recomputed from the cleaned generation against the reference
@@ -59,10 +62,10 @@ def test_rows_scores_and_rules(lm, tmp_path):
     assert ruled[ruled.system == "rgd"].follows_rule.all()
     assert df[df.query_id.isin(["q0", "q2"])].follows_rule.isna().all()
     # base equals plain greedy decoding of the zero-shot prompt
-    from lib.preflamp import clean_generation
+    from lib.data.preflamp import clean_generation
 
     base = df[(df.system == "base") & (df.query_id == "q0")].generation.iloc[0]
-    assert base == clean_generation(models.greedy_generate(model, tok, [queries()[0]["prompt"]], 6)[0])
+    assert base == clean_generation(greedy.greedy_generate(model, tok, [queries()[0]["prompt"]], 6)[0])
     assert (df[df.system == "icl"].n_examples > 0).all()
 
 
@@ -80,41 +83,41 @@ def test_cache_resume_and_user_independence(lm, tmp_path):
     # blocks of one user: one user at a time (fresh cache) gives the same rows as all users together
     parts = [run(model, tok, [q for q in queries() if q["user"] == u], tmp_path / "solo", user_block=1)
              for u in ("u0", "u1")]
-    pd.testing.assert_frame_equal(full, evaluate.sort_rows(pd.concat(parts, ignore_index=True)))
+    pd.testing.assert_frame_equal(full, generation.sort_rows(pd.concat(parts, ignore_index=True)))
 
 
 def test_user_blocks():
-    assert evaluate.user_blocks(["c", "a", "b", "a", "d"], 3) == [["a", "b", "c"], ["d"]]
+    assert generation.user_blocks(["c", "a", "b", "a", "d"], 3) == [["a", "b", "c"], ["d"]]
     with pytest.raises(ValueError):
-        evaluate.user_blocks(["a"], 0)
+        generation.user_blocks(["a"], 0)
 
 
 def test_bad_queries():
     q = queries()
     del q[1]["reference"]
     with pytest.raises(KeyError, match="record 1 .*'reference'"):
-        evaluate.check_queries(q)
+        generation.check_queries(q)
     with pytest.raises(ValueError, match="duplicate"):
-        evaluate.check_queries([queries()[0], queries()[0]])
+        generation.check_queries([queries()[0], queries()[0]])
 
 
 def test_rgd_without_fn_is_an_error(lm, tmp_path):
     model, tok = lm
     with pytest.raises(ValueError, match="rgd_fn"):
-        evaluate.evaluate(queries()[:1], model, tok, "tiny", icl_ks=(), rms={"a": None}, ws=(1.0,),
+        generation.evaluate(queries()[:1], model, tok, "tiny", icl_ks=(), rms={"a": None}, ws=(1.0,),
                           max_new_tokens=2, progress=False)
 
 
 def test_rgd_through_lib_rgd(lm, tmp_path):
-    """Real lib.rgd via rgd_adapter with a per-user head on the policy's own states (shared path)."""
+    """Real lib.decoding.rgd via rgd_adapter with a per-user head on the policy's own states (shared path)."""
     from lib.rewards import Individual
 
     model, tok = lm
     rm = Individual("tiny", "lm_last", model.config.hidden_size, ["u0", "u1"])
     torch.manual_seed(1)
     rm.W.data.normal_(0, 3.0)
-    fn, tag = evaluate.rgd_adapter("tiny", k=4)
-    df = evaluate.evaluate(queries(), model, tok, "tiny", icl_ks=(), rms={"ind": rm}, ws=(0.0, 5.0), rgd_fn=fn,
+    fn, tag = generation.rgd_adapter("tiny", k=4)
+    df = generation.evaluate(queries(), model, tok, "tiny", icl_ks=(), rms={"ind": rm}, ws=(0.0, 5.0), rgd_fn=fn,
                            rgd_tag=tag, max_new_tokens=6, batch_size=4, cache_dir=tmp_path, progress=False)
     base = df[df.system == "base"].set_index("query_id").generation
     w0 = df[(df.system == "rgd") & (df.param == 0.0)].set_index("query_id").generation
@@ -130,9 +133,9 @@ def test_unknown_user_error_or_skip(lm, tmp_path):
     rm = Individual("tiny", "lm_last", model.config.hidden_size, ["u0"])  # does not know u1
     kw = dict(icl_ks=(), rms={"ind": rm}, ws=(1.0,), rgd_fn=fake_rgd, max_new_tokens=2, progress=False)
     with pytest.raises(KeyError, match="u1"):
-        evaluate.evaluate(queries(), model, tok, "tiny", **kw)
+        generation.evaluate(queries(), model, tok, "tiny", **kw)
     with pytest.warns(UserWarning, match="skipped for 1"):
-        df = evaluate.evaluate(queries(), model, tok, "tiny", unknown_users="skip", **kw)
+        df = generation.evaluate(queries(), model, tok, "tiny", unknown_users="skip", **kw)
     assert set(df[df.system == "rgd"].user) == {"u0"} and set(df[df.system == "base"].user) == {"u0", "u1"}
 
 
@@ -141,16 +144,16 @@ def test_results_roundtrip_limit_and_fingerprint(lm, tmp_path):
 
     model, tok = lm
     qs = queries() + [query("q9", user="u0")]
-    assert [q["query_id"] for q in evaluate.limit_queries(qs, 1)] == ["q0", "q1"]
+    assert [q["query_id"] for q in generation.limit_queries(qs, 1)] == ["q0", "q1"]
     df = run(model, tok, qs, tmp_path)
     back = results.read_results(results.write_results(df, tmp_path / "g.csv"))
     assert back.shape == df.shape and back.rouge1.tolist() == pytest.approx(df.rouge1.tolist())
     with pytest.raises(FileNotFoundError, match="notebook 05"):
         results.read_results(tmp_path / "none.csv")
     rm = Individual("tiny", "lm_last", 32, ["u0"])
-    f0 = evaluate.rm_fingerprint(rm)
+    f0 = generation.rm_fingerprint(rm)
     rm.W.data += 1
-    assert evaluate.rm_fingerprint(rm) != f0  # retrained weights never hit a stale cache entry
+    assert generation.rm_fingerprint(rm) != f0  # retrained weights never hit a stale cache entry
 
 
 def test_select_rms_filters_and_policy_backbone():
@@ -186,11 +189,11 @@ def test_rgd_rows_of_every_rm_and_w_share_batches(lm, tmp_path):
     rms = {"rmA": RM("rmA"), "rmB": RM("rmB")}
     kw = dict(icl_ks=(1,), rms=rms, ws=(0.5, 2.0), rgd_fn=counting, rgd_tag="fake", max_new_tokens=4, batch_size=3,
               user_block=8, progress=False)
-    df = evaluate.evaluate(queries(), model, tok, "tiny", rgd_batch_size=64, **kw)
+    df = generation.evaluate(queries(), model, tok, "tiny", rgd_batch_size=64, **kw)
     assert len(calls) == 1 and calls[0] == [("rmA", 0.5), ("rmA", 2.0), ("rmB", 0.5), ("rmB", 2.0)]
     assert (df.system == "rgd").sum() == 4 * 2 * 2
     calls.clear()
-    again = evaluate.evaluate(queries(), model, tok, "tiny", rgd_batch_size=4, **kw)
+    again = generation.evaluate(queries(), model, tok, "tiny", rgd_batch_size=4, **kw)
     assert len(calls) == 4 and again.generation.tolist() == df.generation.tolist()
 
 
@@ -198,6 +201,6 @@ def test_fingerprint_separates_raw_from_calibrated_guidance():
     from lib.rewards import BT
 
     rm = BT("tiny", "lm_last", 4, ["u"])
-    fp = evaluate.rm_fingerprint(rm)
+    fp = generation.rm_fingerprint(rm)
     rm.calibrated = False
-    assert evaluate.rm_fingerprint(rm) != fp  # the same weights guiding raw must not reuse calibrated generations
+    assert generation.rm_fingerprint(rm) != fp  # the same weights guiding raw must not reuse calibrated generations

@@ -3,7 +3,8 @@ import warnings
 
 import pytest
 
-from lib import icl, models
+from lib.core import models
+from lib.evaluation import icl
 
 from _tiny import query, tiny_tokenizer
 

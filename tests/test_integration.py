@@ -2,29 +2,20 @@
 
 synthetic LaMP corpus -> Pref-LaMP (a fake paraphraser through the generation cache) -> features of the tiny
 policy's hidden states -> a 2-method RM zoo -> RGD sweep (03) -> policy accuracy (04) -> base / ICL / RGD
-generations (05) -> tables and summary (06); every artifact is checked for shape and sanity (lib.sanity).
+generations (05) -> tables and summary (06); every artifact is checked for shape and sanity (lib.report.sanity).
 """
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from lib import (
-    config,
-    evaluate,
-    gencache,
-    plots,
-    preflamp,
-    report,
-    results,
-    rewards,
-    rm_checks,
-    sanity,
-    selection,
-    sweep,
-    synthetic,
-)
-from lib.io import write_text
+from lib import rewards
+from lib.core import config
+from lib.core.io import write_text
+from lib.data import gencache, preflamp, synthetic
+from lib.evaluation import generation, selection, sweep
+from lib.report import markdown, plots, results, sanity
+from lib.rewards import rm_checks
 
 from _tiny import tiny_lm, tiny_tokenizer
 
@@ -58,7 +49,7 @@ def build_preflamp(P) -> dict:
 
 def train_rms(P, policy, tok) -> tuple[pd.DataFrame, pd.DataFrame]:
     """02: features of every task's pairs, the zoo, index.csv and accuracy.csv."""
-    from lib.features import LMFeaturizer
+    from lib.rewards.features import LMFeaturizer
 
     data = {t: preflamp.load_pairs(P.preflamp, t) for t in TASKS}
     fz = LMFeaturizer(policy, tok, name=POLICY)
@@ -130,9 +121,9 @@ def test_pipeline_01_to_06(tmp_path, monkeypatch, tiny):
                   rgd_ws=[1.0], calibrated=True, rgd_k=4, rm_methods=None, rm_backbones="policy", rm_seeds=[0],
                   rm_prefix_train=False, unknown_users="error", max_new_tokens=6, batch_size=8, rgd_batch_size=16,
                   user_block=8)
-    queries = evaluate.generation_queries(P, params)
-    frame = evaluate.generate_policy_rows(P, POLICY, policy, tok, rm_index, params, progress=False)
-    gen = evaluate.finish_generations([frame], queries, seed=0)
+    queries = generation.generation_queries(P, params)
+    frame = generation.generate_policy_rows(P, POLICY, policy, tok, rm_index, params, progress=False)
+    gen = generation.finish_generations([frame], queries, seed=0)
     results.write_results(gen, P.eval / "generations.csv")
     n_users = manifest["tasks"]["LaMP-4"]["users"]
     assert len(queries) == n_users and gen.groupby("system").size().to_dict() == \
@@ -141,7 +132,7 @@ def test_pipeline_01_to_06(tmp_path, monkeypatch, tiny):
     # 06 tables and summary from the artifacts
     gen_tables = results.generation_tables(results.read_results(P.eval / "generations.csv"), n_boot=50, seed=0)
     assert set(gen_tables["best"].system) == {"base", "icl", "rgd"}
-    summary = report.summary_markdown("smoke", manifest["corpus"], [POLICY], tables["tau_rm_policy"],
+    summary = markdown.summary_markdown("smoke", manifest["corpus"], [POLICY], tables["tau_rm_policy"],
                                       gen_tables["generation_best"], gen_tables["icl_vs_best_rgd"])
     write_text(P.figures / "summary.md", summary)
 

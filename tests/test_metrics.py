@@ -9,7 +9,8 @@ from scipy import stats
 
 matplotlib.use("Agg")
 
-from lib import metrics, plots  # noqa: E402
+from lib.evaluation import metrics
+from lib.report import plots
 
 
 # --- ROUGE ------------------------------------------------------------------------------
@@ -159,7 +160,7 @@ def drawn(ax) -> list[tuple[list, list]]:
 def test_project_plots_render():
     import matplotlib.pyplot as plt
 
-    from lib import results
+    from lib.report import results
 
     rows = [{"task": t, "model": "smollm2-135m", "system": s, "param": p, "rm": rm, "rouge1": r, "rougeL": r,
              "follows_rule": None}

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from lib import models
+from lib.core import models
+from lib.decoding import greedy
 
 
 def test_auto_device_dtype_cpu_and_override():
@@ -30,8 +31,8 @@ def test_packaged_policy_loads_from_the_cached_folder():
     assert (folder / "config.json").exists() and not list(folder.parent.glob(".smollm2-135m.*"))
     model, tok = models.load_causal_lm("smollm2-135m", device="cpu")
     assert model.config.hidden_size == 576 and models.has_chat_template(tok)
-    out = models.greedy_generate(model, tok, ["Say hello.", "Name a colour."], max_new_tokens=6, batch_size=2)
-    solo = models.greedy_generate(model, tok, ["Name a colour."], max_new_tokens=6, batch_size=1)
+    out = greedy.greedy_generate(model, tok, ["Say hello.", "Name a colour."], max_new_tokens=6, batch_size=2)
+    solo = greedy.greedy_generate(model, tok, ["Name a colour."], max_new_tokens=6, batch_size=1)
     assert len(out) == 2 and out[1] == solo[0]  # left padding does not change a row
     assert models.prompt_text(tok, "hi").endswith("<|im_start|>assistant\n")
 

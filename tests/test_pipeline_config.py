@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from lib import io, pipeline
-from lib.config import load_profile
+from lib.core import io, pipeline
+from lib.core.config import load_profile
 
 
 def _write(tmp_path, text, profile="mine"):

@@ -1,9 +1,10 @@
-"""The data helpers behind notebook 06's Pref-LaMP table and figure (lib/plots.py, lib/preflamp.py)."""
+"""The data helpers behind notebook 06's Pref-LaMP table and figure (lib/report/plots.py, lib/data/preflamp.py)."""
 from __future__ import annotations
 
 import pandas as pd
 
-from lib import plots, preflamp
+from lib.data import preflamp
+from lib.report import plots
 
 
 def test_pair_lengths_long_format():

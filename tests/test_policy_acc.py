@@ -1,9 +1,11 @@
-"""Teacher-forced RGD scoring (lib/policy_acc.py) on tiny random Llamas."""
+"""Teacher-forced RGD scoring (lib/policy_accuracy.py) on tiny random Llamas."""
 import numpy as np
 import pytest
 import torch
 
-from lib import models, policy_acc, rgd
+from lib.core import models
+from lib.decoding import rgd
+from lib.evaluation import policy_accuracy
 
 from test_rgd import DEV, PROMPTS, USERS, _lm, _rm, encoder, rm_lm, tok  # noqa: F401 (fixtures)
 
@@ -21,7 +23,7 @@ def _feat(kind, rm_lm, encoder):
 
 
 def _tf(policy, tok, kind, rm_lm, encoder, responses, k=10, **kw):
-    return policy_acc.teacher_forced(policy, tok, _rm(kind), PROMPTS, responses, USERS, k=k, policy_name="tiny",
+    return policy_accuracy.teacher_forced(policy, tok, _rm(kind), PROMPTS, responses, USERS, k=k, policy_name="tiny",
                                      featurizer=_feat(kind, rm_lm, encoder), progress=False, **kw)
 
 
@@ -55,11 +57,11 @@ def test_w0_cumulative_equals_loglik_ranking(tok, policy, rm_lm, encoder):
     ll_c = np.array([_loglik(policy, tok, p, r) for p, r in zip(PROMPTS, RESPONSES)])
     ll_r = np.array([_loglik(policy, tok, p, r) for p, r in zip(PROMPTS, REJECTED)])
     np.testing.assert_allclose([t.logp.sum() for t in ch], ll_c, atol=1e-4)
-    df = policy_acc.policy_accuracy(ch, rj, [0.0, 1.0, 5.0])
+    df = policy_accuracy.policy_accuracy(ch, rj, [0.0, 1.0, 5.0])
     assert df.accuracy[0] == pytest.approx(np.mean(ll_c > ll_r))
     # normalised at w = 0 ranks by mean log-prob per token
     lens = lambda rs: np.array([len(tok(r, add_special_tokens=False)["input_ids"]) + 1 for r in rs])  # noqa: E731 (+ EOS)
-    dfn = policy_acc.policy_accuracy(ch, rj, [0.0], normalise=True)
+    dfn = policy_accuracy.policy_accuracy(ch, rj, [0.0], normalise=True)
     assert dfn.accuracy[0] == pytest.approx(np.mean(ll_c / lens(RESPONSES) > ll_r / lens(REJECTED)))
     # re-weighting equals the definition computed by hand
     w = 5.0
@@ -70,34 +72,34 @@ def test_w0_cumulative_equals_loglik_ranking(tok, policy, rm_lm, encoder):
 def test_rgd_likelihood_full_vocab_at_w0_is_loglik(tok, policy, rm_lm, encoder):
     V = policy.config.vocab_size
     ch = _tf(policy, tok, "shared", rm_lm, encoder, RESPONSES, k=V)
-    sc = policy_acc.sequence_scores(ch, [0.0], "rgd_likelihood")[:, 0]
+    sc = policy_accuracy.sequence_scores(ch, [0.0], "rgd_likelihood")[:, 0]
     np.testing.assert_allclose(sc, [_loglik(policy, tok, p, r) for p, r in zip(PROMPTS, RESPONSES)], atol=1e-4)
     # with a small k the candidate set shrinks, so the RGD likelihood is at least the log-likelihood
     small = _tf(policy, tok, "shared", rm_lm, encoder, RESPONSES, k=3)
-    assert (policy_acc.sequence_scores(small, [0.0], "rgd_likelihood")[:, 0] >= sc - 1e-6).all()
+    assert (policy_accuracy.sequence_scores(small, [0.0], "rgd_likelihood")[:, 0] >= sc - 1e-6).all()
     assert all(t.gold_in_topk.dtype == bool for t in small)
 
 
 def test_rgd_likelihood_by_hand():
-    tf = policy_acc.TeacherForced(logp=np.log([0.5]), r_gold=np.array([1.0]), cand_ids=np.array([[7, 8]]),
+    tf = policy_accuracy.TeacherForced(logp=np.log([0.5]), r_gold=np.array([1.0]), cand_ids=np.array([[7, 8]]),
                                   cand_logp=np.log([[0.5, 0.3]]), cand_r=np.array([[1.0, 3.0]]), gold_idx=np.array([0]))
     w = 2.0
     s_gold, s_other = np.log(0.5) + w * 1.0, np.log(0.3) + w * 3.0
     want = s_gold - np.logaddexp(s_gold, s_other)
-    assert policy_acc.sequence_scores([tf], [w], "rgd_likelihood")[0, 0] == pytest.approx(want)
+    assert policy_accuracy.sequence_scores([tf], [w], "rgd_likelihood")[0, 0] == pytest.approx(want)
     tf.gold_idx = np.array([-1])  # gold not among the candidates: it joins them as an extra entry
     s_c0 = np.log(0.5) + w * 1.0
     want = s_gold - np.log(np.exp(s_gold) + np.exp(s_c0) + np.exp(s_other))
-    assert policy_acc.sequence_scores([tf], [w], "rgd_likelihood")[0, 0] == pytest.approx(want)
+    assert policy_accuracy.sequence_scores([tf], [w], "rgd_likelihood")[0, 0] == pytest.approx(want)
     with pytest.raises(ValueError, match="definition"):
-        policy_acc.sequence_scores([tf], [w], "nope")
+        policy_accuracy.sequence_scores([tf], [w], "nope")
 
 
 def test_bad_input_raises(tok, policy, rm_lm, encoder):
     with pytest.raises(ValueError, match="example 1: empty response"):
         _tf(policy, tok, "shared", rm_lm, encoder, ["a", "", "b"])
     with pytest.raises(ValueError, match="aligned"):
-        policy_acc.policy_accuracy([], [], [0.0])
+        policy_accuracy.policy_accuracy([], [], [0.0])
 
 
 @pytest.mark.parametrize("kind", ["shared", "text"])
@@ -106,10 +108,10 @@ def test_many_reward_models_share_forwards_and_match_one_by_one(tok, policy, rm_
 
     backbone, fk = ("tiny", "lm_last") if kind == "shared" else ("tiny-enc", "encoder_mean")
     rms = {f"rm{s}": DummyRM(backbone, fk, 32, seed=s) for s in (11, 12, 13)}
-    many = policy_acc.teacher_forced_many(policy, tok, rms, PROMPTS, RESPONSES, USERS, k=5, policy_name="tiny",
+    many = policy_accuracy.teacher_forced_many(policy, tok, rms, PROMPTS, RESPONSES, USERS, k=5, policy_name="tiny",
                                           featurizer=_feat(kind, rm_lm, encoder), progress=False)
     for key, rm in rms.items():
-        one = policy_acc.teacher_forced(policy, tok, rm, PROMPTS, RESPONSES, USERS, k=5, policy_name="tiny",
+        one = policy_accuracy.teacher_forced(policy, tok, rm, PROMPTS, RESPONSES, USERS, k=5, policy_name="tiny",
                                         featurizer=_feat(kind, rm_lm, encoder), progress=False)
         for a, b in zip(many[key], one):
             np.testing.assert_allclose(a.r_gold, b.r_gold, atol=1e-5)
@@ -117,7 +119,7 @@ def test_many_reward_models_share_forwards_and_match_one_by_one(tok, policy, rm_
             assert (a.cand_ids == b.cand_ids).all()
     assert not np.allclose(many["rm11"][0].cand_r, many["rm12"][0].cand_r)  # the heads really differ
     with pytest.raises(ValueError, match="another backbone"):
-        policy_acc.teacher_forced_many(policy, tok, {"a": rms["rm11"], "b": _rm("separate")}, PROMPTS, RESPONSES,
+        policy_accuracy.teacher_forced_many(policy, tok, {"a": rms["rm11"], "b": _rm("separate")}, PROMPTS, RESPONSES,
                                        USERS, policy_name="tiny", featurizer=_feat(kind, rm_lm, encoder), progress=False)
 
 
@@ -126,10 +128,10 @@ def test_batched_responses_equal_one_at_a_time(tok, policy, rm_lm, encoder, kind
     """Left-padded batches of responses of different lengths give the one-at-a-time arrays."""
     prompts, users = PROMPTS * 2, USERS * 2
     responses = RESPONSES + ["a", "the cat sat on the mat and the dog sat on the cat", "news"]
-    one = policy_acc.teacher_forced(policy, tok, _rm(kind), prompts, responses, users, k=5, policy_name="tiny",
+    one = policy_accuracy.teacher_forced(policy, tok, _rm(kind), prompts, responses, users, k=5, policy_name="tiny",
                                     featurizer=_feat(kind, rm_lm, encoder), progress=False, batch_size=1)
     for bs, chunk in [(4, 4096), (6, 4096), (6, 7)]:  # chunk 7: candidate columns in several forwards
-        many = policy_acc.teacher_forced(policy, tok, _rm(kind), prompts, responses, users, k=5, policy_name="tiny",
+        many = policy_accuracy.teacher_forced(policy, tok, _rm(kind), prompts, responses, users, k=5, policy_name="tiny",
                                          featurizer=_feat(kind, rm_lm, encoder), progress=False, batch_size=bs,
                                          chunk_size=chunk)
         for a, b in zip(many, one):
@@ -139,19 +141,19 @@ def test_batched_responses_equal_one_at_a_time(tok, policy, rm_lm, encoder, kind
 
 
 def test_length_batches():
-    assert policy_acc.length_batches([3, 9, 5, 9, 1], 2) == [[1, 3], [2, 0], [4]]
-    assert policy_acc.length_batches([(2, 5), (3, 1), (2, 9)], 2) == [[1, 2], [0]]
+    assert policy_accuracy.length_batches([3, 9, 5, 9, 1], 2) == [[1, 3], [2, 0], [4]]
+    assert policy_accuracy.length_batches([(2, 5), (3, 1), (2, 9)], 2) == [[1, 2], [0]]
     with pytest.raises(ValueError, match="batch_size"):
-        policy_acc.length_batches([1], 0)
+        policy_accuracy.length_batches([1], 0)
 
 
 @pytest.mark.parametrize("kind", ["shared", "separate", "text"])
 def test_response_sets_share_the_prompt_and_equal_separate_calls(tok, policy, rm_lm, encoder, kind):
     """Chosen and rejected against one forward of their prompt give the arrays of two separate calls."""
     kw = dict(k=4, policy_name="tiny", featurizer=_feat(kind, rm_lm, encoder), progress=False, batch_size=2)
-    both = policy_acc.teacher_forced_sets(policy, tok, {"r": _rm(kind)}, PROMPTS, [RESPONSES, REJECTED], USERS, **kw)
+    both = policy_accuracy.teacher_forced_sets(policy, tok, {"r": _rm(kind)}, PROMPTS, [RESPONSES, REJECTED], USERS, **kw)
     for j, side in enumerate([RESPONSES, REJECTED]):
-        alone = policy_acc.teacher_forced_many(policy, tok, {"r": _rm(kind)}, PROMPTS, side, USERS, **kw)["r"]
+        alone = policy_accuracy.teacher_forced_many(policy, tok, {"r": _rm(kind)}, PROMPTS, side, USERS, **kw)["r"]
         for a, b in zip(both[j]["r"], alone):
             assert (a.cand_ids == b.cand_ids).all() and (a.gold_idx == b.gold_idx).all()
             for f in ("logp", "r_gold", "cand_logp", "cand_r"):
@@ -162,10 +164,10 @@ def test_response_sets_share_the_prompt_and_equal_separate_calls(tok, policy, rm
 def test_responses_end_with_eos_whose_reward_is_the_full_response_feature(tok, policy):
     """The EOS step is scored like decoding's "stop" candidate: its reward is the head on the full-response
     feature notebook 02 trains on (LMFeaturizer: the state at the appended end token)."""
-    from lib.features import LMFeaturizer
+    from lib.rewards.features import LMFeaturizer
 
     rm = _rm("shared")
-    tfs = policy_acc.teacher_forced(policy, tok, rm, PROMPTS, RESPONSES, USERS, k=5, policy_name="tiny", progress=False)
+    tfs = policy_accuracy.teacher_forced(policy, tok, rm, PROMPTS, RESPONSES, USERS, k=5, policy_name="tiny", progress=False)
     feat = LMFeaturizer(policy, tok, name="tiny")
     full = rm.head(feat.features(PROMPTS, RESPONSES), rm.user_index(USERS)).detach().numpy()
     for tf, r, f in zip(tfs, RESPONSES, full):

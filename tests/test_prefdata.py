@@ -1,4 +1,4 @@
-"""Loaders of the multi-user preference datasets (lib/prefdata.py) on small files in the hub schema."""
+"""Loaders of the multi-user preference datasets (lib/data/prefdata.py) on small files in the hub schema."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import prefdata
+from lib.data import prefdata
 
 FIELDS = {"pair_id", "task", "user", "user_group", "split", "prompt", "chosen", "rejected"}
 

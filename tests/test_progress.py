@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lib.progress import bar
+from lib.core.progress import bar
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,7 +21,7 @@ def _disabled(env_value: str | None, progress: bool) -> bool:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TQDM_")}
     if env_value is not None:
         env["TQDM_DISABLE"] = env_value
-    code = f"from lib.progress import bar; print(bar(range(3), progress={progress}).disable)"
+    code = f"from lib.core.progress import bar; print(bar(range(3), progress={progress}).disable)"
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
     return out.stdout.strip() == "True"
 
@@ -51,7 +51,7 @@ def _comm_messages(env_value: str | None) -> int:
         env["TQDM_DISABLE"] = env_value
     km, kc = start_new_kernel(kernel_name="python3", cwd=str(ROOT), env=env)
     try:
-        mid = kc.execute("from lib.progress import bar\nfor _ in bar(range(50), progress=True, mininterval=0): pass")
+        mid = kc.execute("from lib.core.progress import bar\nfor _ in bar(range(50), progress=True, mininterval=0): pass")
         n = 0
         while True:
             msg = kc.get_iopub_msg(timeout=60)
@@ -73,7 +73,7 @@ def test_no_widget_messages_in_a_kernel_under_tqdm_disable():
 
 
 def test_only_lib_progress_imports_tqdm():
-    """Every lib bar goes through lib.progress.bar, so none can bypass TQDM_DISABLE."""
+    """Every lib bar goes through lib.core.progress.bar, so none can bypass TQDM_DISABLE."""
     offenders = []
     for path in sorted((ROOT / "lib").rglob("*.py")):
         if path.name == "progress.py":
@@ -82,4 +82,4 @@ def test_only_lib_progress_imports_tqdm():
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             offenders += [f"{path.relative_to(ROOT)}:{node.lineno}" for n in names if n.split(".")[0] == "tqdm"]
-    assert not offenders, f"import lib.progress.bar instead of tqdm: {offenders}"
+    assert not offenders, f"import lib.core.progress.bar instead of tqdm: {offenders}"

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lib import REPO_ROOT, pipeline
+from lib import REPO_ROOT
+from lib.core import pipeline
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9]*.ipynb"))
 
@@ -192,16 +193,20 @@ def _layout_block() -> str:
     return section.split("```", 2)[1]
 
 
-def test_readme_layout_names_every_module_and_script():
-    """The README's Layout section is the map of the tree: every lib module and script is on it."""
+def test_readme_layout_names_every_stage_and_script():
+    """The README's Layout section is the map of the tree at the level of stages: every lib sub-package, in
+    the order of tests/test_layout.py's STAGES (the order imports may run), and every script; no stage is
+    named that does not exist. The modules inside a stage are what its folder name and __init__ say."""
+    from test_layout import STAGES
+
     block = _layout_block()
-    files = [p.relative_to(REPO_ROOT / "lib").as_posix() for p in (REPO_ROOT / "lib").rglob("*.py")
-             if p.name != "__init__.py"]
-    files += [p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "scripts").glob("*.py")]
-    absent = [f for f in files if not re.search(rf"(?<![\w/]){re.escape(Path(f).name)}(?!\w)", block)]
+    named = re.findall(r"^  (\w+)/", block, flags=re.M)
+    packages = sorted(p.parent.name for p in (REPO_ROOT / "lib").glob("*/__init__.py"))
+    assert named == list(STAGES), f"README Layout names the stages {named}; lib's stages are {list(STAGES)}"
+    assert sorted(named) == packages, f"README Layout names {named}; lib has {packages}"
+    scripts = [p.name for p in (REPO_ROOT / "scripts").glob("*.py")]
+    absent = [f for f in scripts if not re.search(rf"(?<![\w/]){re.escape(f)}(?!\w)", block)]
     assert not absent, f"README Layout does not name {absent}"
-    packages = [p.parent.name for p in (REPO_ROOT / "lib").glob("*/__init__.py")]
-    assert all(f"{p}/" in block for p in packages), f"README Layout does not name the packages {packages}"
 
 
 def test_only_notebook_06_writes_figures():

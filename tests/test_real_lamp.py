@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lib import lamp, preflamp, rejected
-from lib.lamp import LaMPFormatError
+from lib.data import lamp, preflamp, rejected
+from lib.data.lamp import LaMPFormatError
 
 from real_lamp_fixture import LONG_CHARS, write_real_lamp
 
@@ -47,7 +47,7 @@ def check_pairs(pairs):
     splits = defaultdict(set)
     for p in pairs:
         splits[(p["task"], p["user"])].add(p["split"])
-        assert preflamp._norm(p["rejected"]) != preflamp._norm(p["chosen"]), p["pair_id"]
+        assert lamp.norm_text(p["rejected"]) != lamp.norm_text(p["chosen"]), p["pair_id"]
     assert splits and all(s == {"train", "test"} for s in splits.values()), splits
     return splits
 
@@ -148,7 +148,7 @@ def test_users_with_too_few_pairs_are_dropped_and_split_after(raw, tmp_path):
     order = [u for u in order if u not in {"4100", "4103"}]
     unseen = set(order[: round(len(order) * 0.25)])
     assert {p["user"] for p in pairs if p["user_group"] == "unseen"} == unseen and c["unseen_users"] == len(unseen)
-    for u in order:  # train/test as lib.prefdata.split_users
+    for u in order:  # train/test as lib.data.prefdata.split_users
         n = sum(p["user"] == u for p in pairs)
         assert sum(p["user"] == u and p["split"] == "test" for p in pairs) == min(max(1, round(0.25 * n)), n - 1)
 

@@ -1,7 +1,7 @@
-"""summary.md (lib/report.py): disclaimer only for the synthetic corpus, RGD sections only with RGD results, files."""
+"""summary.md (lib/markdown.py): disclaimer only for the synthetic corpus, RGD sections only with RGD results, files."""
 import pandas as pd
 
-from lib import report
+from lib.report import markdown
 
 TAU = pd.DataFrame({"task": ["t"], "policy": ["p"], "definition": ["cumulative"], "level": ["rm"], "tau": [0.12345]})
 BEST = pd.DataFrame({"task": ["t"], "model": ["p"], "system": ["icl"], "rouge1": [0.5]})
@@ -12,8 +12,8 @@ SEL = pd.DataFrame({"task": ["t"], "policy": ["p"], "metric": ["RM accuracy"], "
 
 
 def test_synthetic_corpus_gets_the_disclaimer_and_real_does_not():
-    syn = report.summary_markdown("smoke", "synthetic", ["a", "b"], TAU, BEST, GAP)
-    real = report.summary_markdown("paper", "lamp", ["a"], TAU, BEST, GAP)
+    syn = markdown.summary_markdown("smoke", "synthetic", ["a", "b"], TAU, BEST, GAP)
+    real = markdown.summary_markdown("paper", "lamp", ["a"], TAU, BEST, GAP)
     assert syn.startswith("# Results (smoke profile)\n\n_Profile **smoke**, Pref-LaMP corpus **synthetic**, policies a, b;")
     assert "not a replication of the paper" in syn and "synthetic users" in syn
     assert "not a replication" not in real and "_Profile **paper**, Pref-LaMP corpus **lamp**, policies a._" in real
@@ -22,10 +22,10 @@ def test_synthetic_corpus_gets_the_disclaimer_and_real_does_not():
 
 
 def test_rgd_sections_only_with_rgd_results_and_the_file_list():
-    without = report.summary_markdown("smoke", "synthetic", ["a"], TAU, BEST, GAP, files=["b.csv", "a.png", "b.csv"])
+    without = markdown.summary_markdown("smoke", "synthetic", ["a"], TAU, BEST, GAP, files=["b.csv", "a.png", "b.csv"])
     assert "RGD ROUGE-1 (Kendall" not in without and "Which selection metric" not in without
     assert without.endswith("## Files\n\n- `a.png`\n- `b.csv`\n")  # sorted, each once
-    full = report.summary_markdown("smoke", "synthetic", ["a"], TAU, BEST, GAP, tau_rm_rouge=TAU_ROUGE,
+    full = markdown.summary_markdown("smoke", "synthetic", ["a"], TAU, BEST, GAP, tau_rm_rouge=TAU_ROUGE,
                                    selection_metrics=SEL)
     assert "## RM accuracy vs RGD ROUGE-1 (Kendall tau-b across reward models)" in full
     assert "## Which selection metric predicts RGD ROUGE-1?" in full and "RM accuracy | 0.250" in full

@@ -1,8 +1,8 @@
-"""Tables of generations (lib/results.py): summaries, val-selected best systems, ICL gap, rule following."""
+"""Tables of generations (lib/report/results.py): summaries, val-selected best systems, ICL gap, rule following."""
 import pandas as pd
 import pytest
 
-from lib import results
+from lib.report import results
 
 
 def test_summaries():

@@ -188,8 +188,8 @@ def test_mismatched_features_are_rejected(data, trained):
 def tiny_feat():
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from lib.features import LMFeaturizer
-    from lib.models import load_tokenizer
+    from lib.core.models import load_tokenizer
+    from lib.rewards.features import LMFeaturizer
 
     tok = load_tokenizer("smollm2-135m")
     torch.manual_seed(0)
@@ -283,7 +283,7 @@ def test_featurizer_and_cache(tmp_path, tiny_feat):
 def test_lora_finetuned_backbone_smoke(tmp_path, monkeypatch, tiny_feat):
     from transformers import LlamaForCausalLM
 
-    from lib.features import LMFeaturizer
+    from lib.rewards.features import LMFeaturizer
 
     torch.manual_seed(0)
     model = LlamaForCausalLM(tiny_feat.model.config).eval().requires_grad_(False)
@@ -299,11 +299,11 @@ def test_lora_finetuned_backbone_smoke(tmp_path, monkeypatch, tiny_feat):
     score = rm.score([recs[0]["prompt"]], [recs[0]["chosen"]], ["user0"])
     assert score.shape == (1,)
     # saved with its adapters; reloading rebuilds base (by registry name) + LoRA
-    import lib.models
+    import lib.core.models
 
     rm.save(tmp_path / "lora_rm")
     assert (tmp_path / "lora_rm" / "lora" / "adapter_config.json").exists()
-    monkeypatch.setattr(lib.models, "load_causal_lm", lambda name, device=None: (copy.deepcopy(model), feat.tok))
+    monkeypatch.setattr(lib.core.models, "load_causal_lm", lambda name, device=None: (copy.deepcopy(model), feat.tok))
     back = load_reward_model(tmp_path / "lora_rm")
     assert back.finetuned
     torch.testing.assert_close(back.score([recs[0]["prompt"]], [recs[0]["chosen"]], ["user0"]), score)

@@ -1,4 +1,4 @@
-"""Reward-guided decoding (lib/rgd.py): cached paths == uncached reference, token for token.
+"""Reward-guided decoding (lib/decoding/rgd.py): cached paths == uncached reference, token for token.
 
 Tiny random Llamas (tests/_tiny.py) make these fast; one test uses the packaged SmolLM2.
 Set ``RGD_TEST_DEVICE=cuda`` to run them on a GPU (fp32 there too, so token equality holds).
@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from lib import rgd
-from lib.features import EncoderFeaturizer, LMFeaturizer
+from lib.decoding import rgd
+from lib.decoding.backends import BACKENDS, RowHeads, make_backend
+from lib.decoding.rgd import DecodingSettings as S
 from lib.rewards import RewardModel
-from lib.rgd import DecodingSettings as S
-from lib.rgd_backends import BACKENDS, RowHeads, make_backend
+from lib.rewards.features import EncoderFeaturizer, LMFeaturizer
 
 from _tiny import tiny_lm, tiny_tokenizer
 
@@ -99,7 +99,7 @@ def _hf_generate(policy, tok, prompts, n, **kw):
     """
     import copy
 
-    from lib import models
+    from lib.core import models
 
     tok.padding_side = "left"
     enc = tok([models.prompt_text(tok, p) for p in prompts], return_tensors="pt", padding=True,
@@ -211,7 +211,7 @@ def test_prefill_of_repeated_prompts_equals_a_full_forward(tok, policy):
     """Repeated rows are forwarded once and their cache copied: same hidden states and cache as forwarding all."""
     from transformers import DynamicCache
 
-    from lib import kvcache, models
+    from lib.core import kvcache, models
 
     seqs = [models.prompt_ids(tok, p) for p in [PROMPTS[0], PROMPTS[1], PROMPTS[0], PROMPTS[2], PROMPTS[1]]]
     ids, mask = models.pad_batch(seqs, tok.pad_token_id, "left", DEV)
@@ -276,7 +276,7 @@ def test_logits_processor_equals_engine(tok, policy, rm_lm, encoder, kind):
 @pytest.mark.parametrize("path,kind", [("plain", None), ("shared", "shared"), ("separate", "separate"),
                                        ("text", "text"), ("naive", "shared"), ("naive", "separate"), ("naive", "text")])
 def test_make_backend_builds_the_backend_of_each_path(tok, policy, rm_lm, encoder, path, kind):
-    from lib import models
+    from lib.core import models
 
     feat = {None: None, "shared": None, "separate": rm_lm, "text": encoder}[kind]
     ids, texts = rgd.encode_prompts(tok, PROMPTS)
@@ -326,7 +326,7 @@ def test_settings_reach_the_decoder(tok, policy, rm_lm, encoder):
 # --- the packaged SmolLM2 ----------------------------------------------------------------
 @pytest.mark.slow
 def test_smollm2_cached_equals_naive_and_greedy():
-    from lib import models
+    from lib.core import models
 
     policy, tok = models.load_causal_lm("smollm2-135m", device=DEV, dtype=torch.float32)
     prompts = ["Write a headline for: Stocks rally as inflation cools.", "Paraphrase: I love rainy mornings.",
@@ -375,7 +375,7 @@ def test_sliding_window_overflow_raises_instead_of_decoding_wrongly(tok):
 @pytest.mark.slow
 def test_gemma3_cached_equals_naive_and_is_coherent():
     """The packaged Gemma 3 270M (base, sliding-window layers): cached path a == the reference."""
-    from lib import models
+    from lib.core import models
 
     policy, tok = models.load_causal_lm("gemma3-270m", device=DEV, dtype=torch.float32)
     prompts = ["Write a headline for: Stocks rally as inflation cools.", "Paraphrase: I love rainy mornings."]

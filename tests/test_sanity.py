@@ -1,8 +1,8 @@
-"""lib.sanity flags the degenerate artifacts a finished run must not hide."""
+"""lib.report.sanity flags the degenerate artifacts a finished run must not hide."""
 import json
 
-from lib import sanity
-from lib.io import write_jsonl
+from lib.core.io import write_jsonl
+from lib.report import sanity
 
 
 def _pair(user, split, chosen, rejected, prompt="Generate a headline for the following article: text", group="seen"):

@@ -1,10 +1,10 @@
-"""Notebook 04 as functions (lib/selection.py): scoring pairs on tiny models, halves, selecting w, the tables."""
+"""Notebook 04 as functions (lib/evaluation/selection.py): scoring pairs on tiny models, halves, selecting w, the tables."""
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from lib import policy_acc, selection
+from lib.evaluation import policy_accuracy, selection
 
 from test_rgd import PROMPTS, USERS, _lm, _rm, tok  # noqa: F401 (fixture)
 
@@ -23,8 +23,8 @@ def test_score_pairs_rm_outcome_and_policy_outcome_per_w(tok, policy):
     rm = _rm("shared")
     rms = {"a": rm}
     r_df, p_df = selection.score_pairs(policy, tok, rms, pairs, [0.0, 1.0], ["cumulative"], k=5, policy_name="tiny")
-    tc = policy_acc.teacher_forced(policy, tok, rm, PROMPTS, RESPONSES, USERS, k=5, policy_name="tiny", progress=False)
-    tr = policy_acc.teacher_forced(policy, tok, rm, PROMPTS, REJECTED, USERS, k=5, policy_name="tiny", progress=False)
+    tc = policy_accuracy.teacher_forced(policy, tok, rm, PROMPTS, RESPONSES, USERS, k=5, policy_name="tiny", progress=False)
+    tr = policy_accuracy.teacher_forced(policy, tok, rm, PROMPTS, REJECTED, USERS, k=5, policy_name="tiny", progress=False)
     margin = np.array([c.r_gold[-1] - r.r_gold[-1] for c, r in zip(tc, tr)])
     np.testing.assert_allclose(r_df.reward_margin, margin, atol=1e-4)
     assert list(r_df.rm_correct) == [1.0 if m > 0 else 0.0 for m in margin]
@@ -148,8 +148,8 @@ def test_policy_tables_hand_computed():
 
 
 def test_test_pairs_and_dataset_pairs(tmp_path):
-    from lib.config import paths
-    from lib.io import write_jsonl
+    from lib.core.config import paths
+    from lib.core.io import write_jsonl
 
     pairs = [{"pair_id": f"p{i}", "split": "test" if i % 2 else "train", "user_group": "unseen" if i > 4 else "seen"}
              for i in range(9)]
@@ -165,7 +165,7 @@ def test_test_pairs_and_dataset_pairs(tmp_path):
 # ----------------------------------------------------------------------------- score_selection on tiny models
 @torch.no_grad()
 def _loglik(model, tk, prompt, response):
-    from lib import models
+    from lib.core import models
 
     x = models.prompt_ids(tk, prompt)
     y = tk(response, add_special_tokens=False)["input_ids"] + [tk.eos_token_id]
@@ -178,7 +178,7 @@ def test_score_selection_on_tiny_models(tmp_path, monkeypatch):
     from test_shard import POLICY, _setup
 
     from lib import rewards
-    from lib.config import paths
+    from lib.core.config import paths
 
     from _tiny import tiny_lm, tiny_tokenizer
 
@@ -209,7 +209,7 @@ def test_score_selection_on_tiny_models(tmp_path, monkeypatch):
     base = pol_pairs[(pol_pairs.w == 0) & (pol_pairs.definition == "cumulative") & ~pol_pairs.normalise]
     per_rm = base.pivot_table(index="pair_id", columns="rm", values="correct")
     assert (per_rm.nunique(axis=1) == 1).all()
-    from lib.preflamp import load_pairs
+    from lib.data.preflamp import load_pairs
 
     by_id = {p["pair_id"]: p for p in load_pairs(P.preflamp, "LaMP-4")}
     expect = {i: float(_loglik(model, tok_, by_id[i]["prompt"], by_id[i]["chosen"])

@@ -1,5 +1,5 @@
 """Sharding users across processes: notebook 05's generations with reward models in 2 CPU processes
-(accelerate launch, gloo) == 1 process == lib.evaluate.generate_policy_rows, byte for byte."""
+(accelerate launch, gloo) == 1 process == lib.evaluation.generation.generate_policy_rows, byte for byte."""
 import json
 import os
 import shutil
@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lib import shard
-from lib.io import read_jsonl, write_jsonl
+from lib.core.io import read_jsonl, write_jsonl
+from lib.evaluation import shard
 
 from _tiny import WORDS, query, tiny_lm, tiny_tokenizer
 
@@ -52,7 +52,7 @@ def test_units_are_whole_task_blocks_that_reblock_the_same():
     sys.path.insert(0, str(REPO / "scripts"))
     import shard_generate
 
-    from lib import evaluate
+    from lib.evaluation import generation
 
     qs = [{"task": t, "user": u} for t, us in QUERY_USERS.items() for u in us]
     units = shard_generate.task_blocks(qs, {"tasks": list(TASKS), "user_block": 2})
@@ -61,7 +61,7 @@ def test_units_are_whole_task_blocks_that_reblock_the_same():
         for rank in range(world):
             for task in TASKS:  # a process's share of a task re-blocks into the task's own blocks
                 mine = [units[u][1] for u in shard.shard_users(units, rank, world) if units[u][0] == task]
-                assert evaluate.user_blocks([u for b in mine for u in b], 2) == mine
+                assert generation.user_blocks([u for b in mine for u in b], 2) == mine
 
 
 def _free_port():
@@ -86,8 +86,8 @@ def _pairs(task, users, n):
 def _setup(root, model, tok):
     """A tiny profile under ``root``: Pref-LaMP queries and pairs of two tasks, and a RM index whose reward
     models (bt, individual on the policy's hidden states) have the same folder names in both tasks."""
-    from lib.features import LMFeaturizer
     from lib.rewards import PairFeatures, train_zoo
+    from lib.rewards.features import LMFeaturizer
 
     pre, rms = root / "data/processed/tiny/preflamp", root / "data/processed/tiny/rms"
     pre.mkdir(parents=True)
@@ -122,8 +122,10 @@ def _setup(root, model, tok):
 def test_two_processes_equal_one_with_reward_models(tmp_path, monkeypatch):
     import torch
 
-    from lib import evaluate, results, rewards
-    from lib.config import paths
+    from lib import rewards
+    from lib.core.config import paths
+    from lib.evaluation import generation
+    from lib.report import results
 
     torch.set_num_threads(1)
     tok = tiny_tokenizer()
@@ -174,9 +176,9 @@ def test_two_processes_equal_one_with_reward_models(tmp_path, monkeypatch):
     params = shard_generate.notebook_params("tiny", root / "configs")
     P = paths("tiny")
     model.registry_name = POLICY
-    queries = evaluate.generation_queries(P, params)
-    frames = [evaluate.generate_policy_rows(P, POLICY, model, tok, rewards.read_rm_index(P.rms / "index.csv"), params,
+    queries = generation.generation_queries(P, params)
+    frames = [generation.generate_policy_rows(P, POLICY, model, tok, rewards.read_rm_index(P.rms / "index.csv"), params,
                                             progress=False)]
-    lib_csv = results.write_results(evaluate.finish_generations(frames, queries, params["seed"], params["val_frac"]),
+    lib_csv = results.write_results(generation.finish_generations(frames, queries, params["seed"], params["val_frac"]),
                                      tmp_path / "lib.csv")
     assert lib_csv.read_bytes() == one.read_bytes()

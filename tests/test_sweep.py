@@ -1,4 +1,4 @@
-"""lib/sweep.py (notebook 03) on hand-made queries and the tiny random models; lib/rm_checks.py (notebook 02)."""
+"""lib/evaluation/sweep.py (notebook 03) on hand-made queries and the tiny random models; lib/rewards/rm_checks.py (notebook 02)."""
 from __future__ import annotations
 
 import math
@@ -8,8 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from lib import plots, rgd, rm_checks, sweep
-from lib.rewards import RewardModel
+from lib.decoding import rgd
+from lib.evaluation import sweep
+from lib.report import plots
+from lib.rewards import RewardModel, rm_checks
 
 from _tiny import tiny_lm, tiny_tokenizer
 
@@ -123,7 +125,7 @@ def test_plot_rgd_sweep_names_and_panels():
     plt.close(fig)
 
 
-# ----------------------------------------------------------------------------- lib/rm_checks.py (notebook 02)
+# ----------------------------------------------------------------------------- lib/rewards/rm_checks.py (notebook 02)
 def _pair(pid, user, group, split):
     return {"pair_id": pid, "user": user, "user_group": group, "split": split}
 

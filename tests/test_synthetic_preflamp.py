@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from lib import gencache, lamp, preflamp, synthetic
+from lib.data import gencache, lamp, preflamp, synthetic
 
 
 @pytest.fixture(scope="module")

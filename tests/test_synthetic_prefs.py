@@ -1,4 +1,4 @@
-"""Synthetic multi-user preference sets (lib/synthetic_prefs.py) read back by the real loaders (lib/prefdata.py)."""
+"""Synthetic multi-user preference sets (lib/data/synthetic_prefs.py) read back by the real loaders (lib/data/prefdata.py)."""
 from __future__ import annotations
 
 import json
@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import prefdata, synthetic_scenes
-from lib import synthetic_prefs as sp
+from lib.data import prefdata, synthetic_scenes
+from lib.data import synthetic_prefs as sp
 
 N_USERS, PAIRS = 12, 9  # the defaults, spelled out: the smoke profile's sizes
 

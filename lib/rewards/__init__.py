@@ -1,11 +1,11 @@
 """Personalized reward models: one interface, several methods.
 
-Contract (shared with lib/rgd.py and lib/policy_acc.py):
+Contract (shared with lib/decoding/rgd.py and lib/evaluation/policy_accuracy.py):
 
 * a reward model is ``head(features, user_idx)`` on top of a frozen featurizer named by
-  ``backbone`` (a registry name, see lib/models.py) of ``feature_kind`` "lm_last" (causal LM
+  ``backbone`` (a registry name, see lib/core/models.py) of ``feature_kind`` "lm_last" (causal LM
   last_hidden_state; a full response is read at an appended end-of-sequence token, the state
-  decoding scores when it considers stopping, see lib/features.py) or "encoder_mean" (MiniLM);
+  decoding scores when it considers stopping, see lib/rewards/features.py) or "encoder_mean" (MiniLM);
 * ``users`` lists the users it knows; ``user_index(users)`` maps ids to rows and raises a clear
   ``KeyError`` for an unknown user (call ``adapt`` first);
 * ``shares_policy(policy_name)`` says whether its features are the policy's own hidden states
@@ -58,8 +58,9 @@ decoding adds to logits: ``(r - cal_mu) / cal_sd`` when ``rm.calibrated`` (defau
 calibration.
 
 Modules: ``pairs`` (:class:`PairFeatures`: features of preference pairs), ``base`` (the :class:`RewardModel`
-interface), ``heads`` (one class per method, :data:`METHODS`, :func:`check_methods`, :func:`load_reward_model`), ``fit`` (:func:`train`, the BT
-loss and the one optimisation loop that training, LoRA fine-tuning and few-shot adaptation share), ``zoo``
+interface), ``heads`` (one class per method, :data:`METHODS`, :func:`load_reward_model`), ``loop`` (the BT loss and the one
+optimisation loop that training, LoRA fine-tuning and few-shot adaptation share), ``fit`` (:func:`train`,
+:func:`check_methods`), ``zoo``
 (:func:`rm_accuracy`, :func:`adapt_unseen`, :func:`train_zoo`, :func:`train_zoos`, :func:`accuracy_table`
 and the RM index: :func:`read_rm_index`, :func:`select_rms`, :func:`load_task_rms`).
 
@@ -72,22 +73,22 @@ Public API (``from lib import rewards``): :class:`PairFeatures`; :class:`RewardM
 :func:`accuracy_table`, :func:`rm_name`, :func:`read_rm_index`, :func:`select_rms`, :func:`load_task_rms`.
 """
 from .base import RewardModel
-from .fit import device_of, train
-from .heads import BT, METHODS, PAL, VPL, Individual, LoRe, UserEmbedding, check_methods, load_reward_model
+from .fit import check_methods, device_of, train
+from .heads import BT, METHODS, PAL, VPL, Individual, LoRe, UserEmbedding, load_reward_model
 from .pairs import PairFeatures
 from .zoo import (
-    accuracy_table,
-    adapt_unseen,
-    flagged,
-    load_task_rms,
-    model_name,
-    pair_correct,
-    read_rm_index,
-    rm_accuracy,
-    rm_name,
-    select_rms,
-    train_zoo,
-    train_zoos,
+           accuracy_table,
+           adapt_unseen,
+           flagged,
+           load_task_rms,
+           model_name,
+           pair_correct,
+           read_rm_index,
+           rm_accuracy,
+           rm_name,
+           select_rms,
+           train_zoo,
+           train_zoos,
 )
 
 __all__ = ["BT", "METHODS", "PAL", "VPL", "Individual", "LoRe", "PairFeatures", "RewardModel", "UserEmbedding",

@@ -8,8 +8,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..io import atomic_dir, seed_everything, write_json
-from ..models import same_tokenizer
+from ..core.io import atomic_dir, seed_everything, write_json
+from ..core.models import same_tokenizer
+from .loop import fit_loop
 from .pairs import PairFeatures
 
 
@@ -131,9 +132,7 @@ class RewardModel(nn.Module):
                        l2: float = 0.01, seed: int = 0):
         """Append fitted rows for the users ``new`` to every user table. Loss per new user: mean BT loss on
         their pairs + ``l2`` * ||rows - prior||^2, minimised by Adam for a fixed number of full-batch
-        ``steps`` (few pairs: no validation split) in :func:`lib.rewards.fit.fit_loop`."""
-        from .fit import fit_loop  # fit builds on this module
-
+        ``steps`` (few pairs: no validation split) in :func:`lib.rewards.loop.fit_loop`."""
         if not self.user_tables:  # bt: nothing user-specific
             return
         xc, xr = self._pair_tensors(records, features)
@@ -172,7 +171,7 @@ class RewardModel(nn.Module):
     def featurizer(self):
         """The backbone's featurizer, loaded lazily from the registry name."""
         if self._featurizer is None:
-            from ..features import featurizer
+            from .features import featurizer
 
             self._featurizer = featurizer(self.backbone)
         return self._featurizer
@@ -220,7 +219,7 @@ class RewardModel(nn.Module):
             return "shared", None
         feat = featurizer if featurizer is not None else self._featurizer
         if feat is None:
-            from ..features import featurizer as load_featurizer
+            from .features import featurizer as load_featurizer
 
             feat = load_featurizer(self.backbone, device=device)
         separate = self.feature_kind == "lm_last" and hasattr(feat, "model") and same_tokenizer(feat.tok, tok)

@@ -1,67 +1,24 @@
-"""Training reward models: the Bradley-Terry loss (:func:`bt_loss`), the one optimisation loop
-(:func:`fit_loop`, used by :func:`train` on frozen features, by the LoRA fine-tuning of the backbone and
-by few-shot adaptation, :meth:`RewardModel.adapt_users`), the validation rule and the checks of a
-trained model (divergence in the loop, :func:`_degenerate` after it)."""
+"""Training reward models (:func:`train`): frozen features or LoRA fine-tuning of the backbone, through the one
+optimisation loop of lib/rewards/loop.py (:func:`fit_loop`, also used by few-shot adaptation,
+:meth:`RewardModel.adapt_users`), the validation rule, the checks of a trained model (divergence in the loop,
+:func:`_degenerate` after it) and of the methods and options asked for (:func:`check_methods`)."""
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import time
 import warnings
 
 import torch
-import torch.nn.functional as F
 
-from ..io import seed_everything
-from ..models import pad_batch
-from ..progress import bar
+from ..core.io import seed_everything
+from ..core.models import pad_batch
+from ..core.progress import bar
 from .base import RewardModel
 from .heads import METHODS, VPL
+from .loop import bt_loss, fit_loop  # noqa: F401  (bt_loss: part of this module's API)
 from .pairs import PairFeatures, _check_finite
-
-
-def bt_loss(d: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Bradley-Terry loss ``-log sigmoid(d)`` of reward margins ``d = r(chosen) - r(rejected)``: the mean
-    over pairs, or the ``weight``-weighted sum."""
-    loss = F.softplus(-d)
-    return loss.mean() if weight is None else (weight * loss).sum()
-
-
-def fit_loop(opt, epochs, batches, *, weight=None, max_grad_norm: float | None = None,
-             diverge_factor: float | None = None, label: str = "train", end_epoch=None) -> list[float]:
-    """The optimisation loop of every reward model: for each ``epoch`` of ``epochs``, for each
-    ``(d, extra)`` that ``batches()`` yields (reward margins and an extra loss term, computed lazily, so
-    ``batches`` may draw the epoch's order first), minimise ``bt_loss(d, weight) + extra`` with ``opt``,
-    gradients clipped to ``max_grad_norm`` (None: off). Returns the pair-weighted mean loss per epoch.
-
-    ``diverge_factor`` guards the run (None: unguarded, few-shot adaptation): a non-finite loss, or an
-    epoch loss above ``diverge_factor`` times ``max(first epoch's, log 2)``, raises
-    :class:`FloatingPointError` (``label`` names the run). ``end_epoch(epoch, loss)`` runs after each
-    epoch; a true return value stops early.
-    """
-    params = [p for group in opt.param_groups for p in group["params"]]
-    losses = []
-    for epoch in epochs:
-        tot, n = 0.0, 0
-        for step, (d, extra) in enumerate(batches()):
-            loss = bt_loss(d, weight) + extra
-            if diverge_factor is not None and not torch.isfinite(loss):
-                raise FloatingPointError(f"{label}: loss is {loss.item()} at epoch {epoch}, step {step} "
-                                         f"(lr {opt.param_groups[0]['lr']:g}); check the features for NaN/inf")
-            opt.zero_grad()
-            loss.backward()
-            if max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-            opt.step()
-            tot += loss.item() * len(d)
-            n += len(d)
-        losses.append(tot / n)
-        if diverge_factor is not None and losses[-1] > diverge_factor * max(losses[0], math.log(2)):
-            raise FloatingPointError(f"{label}: training loss diverged to {losses[-1]:.3g} at epoch {epoch} "
-                                     f"(first epoch {losses[0]:.3g}, lr {opt.param_groups[0]['lr']:g})")
-        if end_epoch is not None and end_epoch(epoch, losses[-1]):
-            break
-    return losses
 
 
 def device_of(device=None) -> torch.device:
@@ -108,12 +65,12 @@ def train(method: str, records, features, *, seed: int = 0, epochs: int = 200, b
           **arch) -> RewardModel:
     """Train a personalized reward model with the Bradley-Terry loss ``-log sigmoid(r(x, y+) - r(x, y-))``.
 
-    ``records``: preference pairs (lib/preflamp.py schema); the seen users' train pairs are used.
+    ``records``: preference pairs (lib/data/preflamp.py schema); the seen users' train pairs are used.
     Validation rule (module docstring): ``round(val_frac * N)`` of them, drawn across users and never a
     user's last pair, are held out and the epoch >= 1 of lowest validation loss is kept (``patience``);
     with fewer than ``min_val`` such pairs every pair trains ``min(epochs, fixed_epochs)`` epochs
     (``val_rule`` "fixed_epochs", ``val_acc`` NaN). ``features``: a :class:`PairFeatures` or a featurizer
-    of lib/features.py (features are then computed, cached under ``cache_dir``). AdamW, mini-batches,
+    of lib/rewards/features.py (features are then computed, cached under ``cache_dir``). AdamW, mini-batches,
     on the GPU when present (accelerate's device), gradients clipped to ``max_grad_norm`` (None: off).
     ``prefix_train`` adds the pairs of random prefixes (same relative cut on both sides) to the
     training pairs. ``finetune="lora"`` trains LoRA adapters of a causal-LM backbone jointly with the
@@ -269,7 +226,7 @@ def _train_lora(method, recs, users, feat, hp, lora_r, device, progress, diverge
     fine-tuned backbone's features of the training pairs."""
     from peft import LoraConfig, get_peft_model
 
-    from ..features import LMFeaturizer
+    from .features import LMFeaturizer
 
     if hp["finetune"] != "lora" or getattr(feat, "kind", None) != "lm_last":
         raise ValueError("finetune='lora' needs a causal-LM featurizer (LMFeaturizer)")
@@ -318,3 +275,37 @@ def _train_lora(method, recs, users, feat, hp, lora_r, device, progress, diverge
     rm.set_calibration(torch.cat([rm.head(xc, u_all), rm.head(xr, u_all)]).detach())
     rm.metrics["degenerate"] = _degenerate(rm, init, xc, xr, u_all, "training")
     return rm
+
+
+def check_methods(methods, arch: dict | None = None) -> list[str]:
+    """``methods`` as a list, or ``ValueError`` up front (before any features or training) naming unknown
+    method names and listing the known ones (:data:`METHODS`). ``arch`` (method -> architecture keywords,
+    as :func:`train_zoo` takes it) is checked too: every key must be a known method and every keyword one
+    that the method's constructor or :func:`train` names (others would be silently ignored)."""
+    known = sorted(METHODS)
+    if isinstance(methods, str):
+        raise ValueError(f"methods must be a list of method names, got the string {methods!r} "
+                         f"(e.g. [{methods!r}]); known: {known}")
+    methods = list(methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown reward-model method(s) {unknown}; known: {known}")
+    if arch is None:
+        return methods
+    if not isinstance(arch, dict):
+        raise ValueError(f"arch must map a method name to its keyword arguments, got a {type(arch).__name__}")
+    unknown = [m for m in arch if m not in METHODS]
+    if unknown:
+        raise ValueError(f"arch: unknown reward-model method(s) {unknown}; known: {known}")
+    skip = {"self", "backbone", "feature_kind", "dim", "users", "method", "records", "features"}
+    named = lambda f: {k for k, p in inspect.signature(f).parameters.items()  # noqa: E731
+                       if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - skip
+    for m, kw in arch.items():
+        if not isinstance(kw, dict):
+            raise ValueError(f"arch[{m!r}] must be a dict of keyword arguments, got {kw!r:.80}")
+        own = named(METHODS[m].__init__)
+        bad = sorted(set(kw) - own - named(train))
+        if bad:
+            raise ValueError(f"arch[{m!r}]: unknown option(s) {bad}; {m} takes {sorted(own) or 'none'} "
+                             "(and the keywords of train())")
+    return methods

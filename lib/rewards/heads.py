@@ -1,5 +1,5 @@
 """Reward heads: one small class per method (:data:`METHODS`) on the :class:`RewardModel` interface (base.py),
-:func:`check_methods` and :func:`load_reward_model`. The methods are described in the package docstring
+:func:`load_reward_model`. The methods are described in the package docstring
 (lib/rewards/__init__.py)."""
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ def load_reward_model(directory, device=None, calibrated: bool = True) -> Reward
     if cfg.get("finetuned"):
         from peft import PeftModel
 
-        from ..features import LMFeaturizer
-        from ..models import load_causal_lm
+        from ..core.models import load_causal_lm
+        from .features import LMFeaturizer
 
         base, tok = load_causal_lm(cfg["backbone"], device=device)
         rm._featurizer = LMFeaturizer(PeftModel.from_pretrained(base, directory / "lora").eval(), tok,
@@ -230,41 +230,3 @@ class VPL(RewardModel):
 
 
 METHODS: dict[str, type[RewardModel]] = {c.method: c for c in (BT, Individual, UserEmbedding, LoRe, PAL, VPL)}
-
-
-def check_methods(methods, arch: dict | None = None) -> list[str]:
-    """``methods`` as a list, or ``ValueError`` up front (before any features or training) naming unknown
-    method names and listing the known ones (:data:`METHODS`). ``arch`` (method -> architecture keywords,
-    as :func:`train_zoo` takes it) is checked too: every key must be a known method and every keyword one
-    that the method's constructor or :func:`train` names (others would be silently ignored)."""
-    import inspect
-
-    from .fit import train
-
-    known = sorted(METHODS)
-    if isinstance(methods, str):
-        raise ValueError(f"methods must be a list of method names, got the string {methods!r} "
-                         f"(e.g. [{methods!r}]); known: {known}")
-    methods = list(methods)
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown reward-model method(s) {unknown}; known: {known}")
-    if arch is None:
-        return methods
-    if not isinstance(arch, dict):
-        raise ValueError(f"arch must map a method name to its keyword arguments, got a {type(arch).__name__}")
-    unknown = [m for m in arch if m not in METHODS]
-    if unknown:
-        raise ValueError(f"arch: unknown reward-model method(s) {unknown}; known: {known}")
-    skip = {"self", "backbone", "feature_kind", "dim", "users", "method", "records", "features"}
-    named = lambda f: {k for k, p in inspect.signature(f).parameters.items()  # noqa: E731
-                       if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - skip
-    for m, kw in arch.items():
-        if not isinstance(kw, dict):
-            raise ValueError(f"arch[{m!r}] must be a dict of keyword arguments, got {kw!r:.80}")
-        own = named(METHODS[m].__init__)
-        bad = sorted(set(kw) - own - named(train))
-        if bad:
-            raise ValueError(f"arch[{m!r}]: unknown option(s) {bad}; {m} takes {sorted(own) or 'none'} "
-                             "(and the keywords of train())")
-    return methods

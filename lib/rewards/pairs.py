@@ -1,5 +1,5 @@
 """Features of preference pairs: :class:`PairFeatures` (chosen / rejected / prefix features addressed by
-``pair_id``) and how they are computed with a featurizer of lib/features.py and cached."""
+``pair_id``) and how they are computed with a featurizer of lib/rewards/features.py and cached."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..io import atomic_path, sha256_text
+from ..core.io import atomic_path, sha256_text
 
 
 @dataclass
@@ -56,13 +56,13 @@ class PairFeatures:
 
     @classmethod
     def compute(cls, feat, records, n_prefix: int = 0, cache_dir=None, seed: int = 0, progress: bool = True):
-        """Features of ``records`` with a featurizer of lib/features.py, cached under ``cache_dir``.
+        """Features of ``records`` with a featurizer of lib/rewards/features.py, cached under ``cache_dir``.
 
         A causal LM forwards each prompt once for both responses (:meth:`LMFeaturizer.pair_hidden`)
         and reads the full-response and the ``n_prefix`` prefix features from the same pass; an
         encoder re-encodes word prefixes.
         """
-        from ..features import cached_features
+        from .features import cached_features
 
         prompts = [r["prompt"] for r in records]
         ids = [r["pair_id"] for r in records]
@@ -98,9 +98,9 @@ FEATURE_VERSION = "pairs-v3"  # part of the feature cache key: bump when the com
 
 
 def _load_features(path) -> dict:
-    """The cached pair features, or :class:`lib.features.CorruptCacheError` naming the file (empty, truncated,
+    """The cached pair features, or :class:`lib.rewards.features.CorruptCacheError` naming the file (empty, truncated,
     not a torch file, or not the dict of feature tensors this module writes)."""
-    from ..features import _corrupt, load_torch
+    from .features import _corrupt, load_torch
 
     d = load_torch(path)
     if not isinstance(d, dict) or not {"chosen", "rejected"} <= set(d) or \

@@ -14,27 +14,26 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import metrics
-from ..progress import bar
+from ..core.progress import bar
+from ..core.schema import RM_INDEX_COLUMNS, read_table
+from ..core.stats import bootstrap_ci
 from .base import RewardModel
-from .fit import train
-from .heads import METHODS, check_methods, load_reward_model
+from .fit import check_methods, train
+from .heads import METHODS, load_reward_model
 from .pairs import PairFeatures
-
-RM_INDEX_COLUMNS = ("task", "method", "backbone", "seed", "prefix_train", "dir")
 
 
 # --- RM accuracy -------------------------------------------------------------------------------------
 def accuracy_ci(correct, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
     """95% percentile bootstrap CI of an accuracy over pairs (per-pair correctness ``correct``): NaN for fewer
-    than 2 pairs, the accuracy itself when all pairs agree, else :func:`lib.metrics.bootstrap_ci` with scipy's
+    than 2 pairs, the accuracy itself when all pairs agree, else :func:`lib.core.stats.bootstrap_ci` with scipy's
     quantiles (``scipy.stats.bootstrap``'s numbers, which the RM accuracies have always reported)."""
     c = np.asarray(correct, dtype=float)
     if len(c) < 2:
         return float("nan"), float("nan")
     if np.all(c == c[0]):
         return float(c[0]), float(c[0])
-    return metrics.bootstrap_ci(c, n_boot=n_resamples, seed=seed, alpha=1 - 0.95, quantile="scipy")
+    return bootstrap_ci(c, n_boot=n_resamples, seed=seed, alpha=1 - 0.95, quantile="scipy")
 
 
 def pair_correct(rm: RewardModel, records, features=None) -> np.ndarray:
@@ -221,9 +220,7 @@ def rm_name(row) -> str:
 
 def read_rm_index(index_csv) -> pd.DataFrame:
     """notebook 02's index of reward models, with ``rm`` (a readable id) and ``path`` (resolved dir)."""
-    from ..config import data_root
-    from ..results import read_table
-
+    from ..core.config import data_root
     index_csv = Path(index_csv)
     idx = read_table(index_csv, RM_INDEX_COLUMNS, "notebook 02 (make rms)")
     idx["rm"] = [rm_name(r) for _, r in idx.iterrows()]
@@ -286,7 +283,7 @@ def load_task_rms(selection: pd.DataFrame, pairs: list[dict], policy_name: str |
     whose backbone is the policy. ``calibrated``: decode with calibrated rewards (default) or raw ones
     (see ``RewardModel.guidance``). Returns ``{rm name: reward model}``.
     """
-    from ..features import LMFeaturizer, featurizer
+    from .features import LMFeaturizer, featurizer
     unseen_train = [p for p in pairs if p["user_group"] == "unseen" and p["split"] == "train"]
     feats, pfs, out = {}, {}, {}
     for r in selection.itertuples():

@@ -1,0 +1,106 @@
+"""Profiles (configs/<profile>.yaml) and the artifact layout every notebook shares.
+
+Layout for a profile ``P`` under the data root (the repository, or ``$PRC_ROOT``; all git-ignored
+except figures/):
+
+    data/raw/                 immutable downloads (LaMP) and the synthetic LaMP-format corpus
+    data/processed/P/preflamp Pref-LaMP JSONL + manifest (notebook 01)
+    data/processed/P/prefsets multi-user preference sets in the pair schema (notebook 02)
+    data/processed/P/rms      trained reward models + RM accuracy tables (notebook 02)
+    data/processed/P/rgd      decoding outputs (notebook 03)
+    data/processed/P/eval     policy accuracy and generation results (notebooks 04, 05)
+    data/cache/               feature caches, generation caches
+    figures/P/                every figure (PNG + PDF) and table (CSV, Markdown, LaTeX)
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import REPO_ROOT
+
+
+def data_root() -> Path:
+    """Where data/ and figures/ live: ``$PRC_ROOT`` when set (``make test-notebooks`` points it at a
+    temporary copy, so a test run never rewrites committed figures), else the repository."""
+    return Path(os.environ["PRC_ROOT"]).resolve() if os.environ.get("PRC_ROOT") else REPO_ROOT
+
+
+@dataclass(frozen=True)
+class Paths:
+    profile: str
+    root: Path = field(default_factory=data_root)
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "data" / "raw"
+
+    @property
+    def processed(self) -> Path:
+        return self.root / "data" / "processed" / self.profile
+
+    @property
+    def preflamp(self) -> Path:
+        return self.processed / "preflamp"
+
+    @property
+    def prefsets(self) -> Path:
+        return self.processed / "prefsets"
+
+    @property
+    def rms(self) -> Path:
+        return self.processed / "rms"
+
+    @property
+    def rgd(self) -> Path:
+        return self.processed / "rgd"
+
+    @property
+    def eval(self) -> Path:
+        return self.processed / "eval"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "data" / "cache"
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures" / self.profile
+
+
+def paths(profile: str = "smoke", root: str | Path | None = None) -> Paths:
+    return Paths(profile, Path(root) if root else data_root())
+
+
+def load_profile(profile: str = "smoke", configs_dir: str | Path | None = None) -> dict:
+    """The papermill parameters of a profile (``configs/<profile>.yaml``), checked for shape.
+
+    The file must be a YAML mapping with only ``common`` and ``notebooks`` (both mappings); a
+    ``common.profile`` must name the file's own profile (a copied config that still says ``smoke`` would
+    otherwise write over the smoke artifacts). Every error names the file.
+    """
+    import yaml
+
+    path = Path(configs_dir or REPO_ROOT / "configs") / f"{profile}.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"no profile {profile!r}: {path} does not exist")
+    try:
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({e})") from None
+    cfg = {} if cfg is None else cfg
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{path}: the profile must be a mapping with 'common' and 'notebooks', not a "
+                         f"{type(cfg).__name__}")
+    unknown = sorted(set(cfg) - {"common", "notebooks"})
+    if unknown:
+        raise ValueError(f"{path}: unknown top-level key(s) {unknown}; allowed: 'common', 'notebooks'")
+    for key in ("common", "notebooks"):
+        if cfg.get(key) is not None and not isinstance(cfg[key], dict):
+            raise ValueError(f"{path}: '{key}' must be a mapping, not a {type(cfg[key]).__name__}")
+    named = (cfg.get("common") or {}).get("profile", profile)
+    if named != profile:
+        raise ValueError(f"{path}: common.profile is {named!r} but the file is profile {profile!r}: a copied config "
+                         f"must name its own profile (its outputs go to data/processed/<profile>)")
+    return cfg

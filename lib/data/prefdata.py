@@ -1,0 +1,304 @@
+"""Multi-user preference datasets mapped to the Pref-LaMP pair schema.
+
+Every loader returns records ``{pair_id, task, user, user_group, split, prompt, chosen, rejected}``
+with a seeded split of users into seen / unseen (``unseen_frac``) and of each user's pairs into
+train / test (``test_frac``), exactly like lib/data/preflamp.py. The datasets' own train/validation
+splits are pooled: the user split is ours.
+
+* ``tldr``: Reddit TL;DR comparisons (Stiennon et al. 2020; hub ``openai/summarize_from_feedback``,
+  config ``comparisons``): one record per comparison, user = the labelling ``worker``, chosen =
+  ``summaries[choice]``; prompt in the paper's format ``SUBREDDIT/TITLE/POST ... TL;DR:``.
+* ``prism``: PRISM (Kirk et al. 2024; hub ``HannahRoseKirk/prism-alignment``, config
+  ``utterances``): user = ``user_id``; the responses of one turn (same ``conversation_id`` and
+  ``turn``) were rated 1-100 by that user: chosen = highest score, rejected = lowest (``pairs="maxmin"``)
+  or every pair of different scores (``pairs="all"``). The prompt is the turn's ``user_prompt``
+  (earlier turns are not included: a documented simplification).
+* ``personalllm``: PersonalLLM (Zollo et al. 2025; hub ``namkoong-lab/PersonalLLM``): prompts with 8
+  responses scored by 10 reward models (columns ``response_<j>_<rm>``; ``response_<j>_model``, the LLM
+  that wrote response j, is not a reward model and is skipped). A simulated user is a
+  Dirichlet(``alpha``) weighting of the reward models (alpha = 0.1 as in LoRe); scores are z-scored per
+  reward model first so no model dominates by scale. Each user labels ``prompts_per_user`` random
+  prompts, comparing two random responses (chosen = higher weighted score; exact ties skipped).
+
+Source: the hub through ``datasets.load_dataset`` (paper profile), or ``path=`` local files in the
+hub schema (json / jsonl / parquet; a file or a folder of them), as the tests do. A malformed record
+raises ``ValueError`` naming the file, record index and field.
+"""
+from __future__ import annotations
+
+import random
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+HUB = {"tldr": ("openai/summarize_from_feedback", "comparisons"),
+       "prism": ("HannahRoseKirk/prism-alignment", "utterances"),
+       "personalllm": ("namkoong-lab/PersonalLLM", None)}
+SUFFIXES = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+NON_REWARD_SUFFIXES = ("model",)  # PersonalLLM's response_<j>_model names the LLM that wrote response j
+
+
+# --------------------------------------------------------------------------------- reading
+def _files(path) -> list[Path]:
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES) if path.is_dir() else [path]
+    if not files or not all(p.exists() for p in files):
+        raise FileNotFoundError(f"no json/jsonl/parquet files at {path}")
+    return files
+
+
+def check_local_file(f) -> None:
+    """Check a local json / jsonl / parquet file before ``datasets`` reads it, so that a bad one fails
+    with :class:`lib.core.io.BadFileError` (a ``ValueError``) naming the file and what is wrong: empty, not
+    UTF-8 (UTF-16 / UTF-32), an HTML page, invalid JSON (line, and column for ``.json``), truncated, or
+    not a valid parquet file."""
+    from ..core.io import BadFileError, check_json, decode_text, parse_jsonl
+
+    f = Path(f)
+    raw = f.read_bytes() if f.suffix != ".parquet" else None
+    if f.suffix == ".parquet":
+        size = f.stat().st_size
+        with open(f, "rb") as fh:
+            head = fh.read(4)
+            fh.seek(max(size - 4, 0))
+            tail = fh.read(4)
+        why = "empty file" if size == 0 else None
+        if why is None and head != b"PAR1":
+            why = "it does not start with the parquet magic bytes PAR1"
+        if why is None and (size < 12 or tail != b"PAR1"):
+            why = "it does not end with the parquet footer (truncated?)"
+        if why is None:
+            import pyarrow.parquet as pq
+
+            try:
+                pq.ParquetFile(f).metadata  # noqa: B018 - reading the footer is the check (raises if unreadable)
+            except Exception as e:  # noqa: BLE001 - any unreadable footer
+                why = f"unreadable footer ({type(e).__name__}: {str(e)[:160]})"
+        if why:
+            raise BadFileError(f"{f}: not a valid parquet file ({why}); fetch or regenerate it")
+    elif f.suffix == ".jsonl":
+        if not raw.strip():
+            raise BadFileError(f"{f}: empty file (expected JSON-lines records)")
+        parse_jsonl(f, decode_text(f, raw))
+    else:  # .json (a document or JSON lines) or a file given by name
+        check_json(f, raw)
+
+
+def read_rows(name: str, path=None, splits=("train",), revision: str | None = None):
+    """Yield ``(where, row)`` of a dataset: local files under ``path`` or the hub (``HUB[name]``)."""
+    import datasets
+
+    if path is not None:
+        for f in _files(path):
+            check_local_file(f)
+            try:
+                ds = datasets.load_dataset(SUFFIXES.get(f.suffix, "json"), data_files=str(f), split="train")
+            except Exception as e:  # arrow type errors etc.
+                raise ValueError(f"{f}: cannot be read as {name} records ({type(e).__name__}: {e})") from None
+            for i, row in enumerate(ds):
+                yield f"{f}: record {i}", row
+        return
+    hub_id, config = HUB[name]
+    for split in splits:
+        ds = _hub_split(hub_id, config, split, revision)
+        for i, row in enumerate(ds):
+            yield f"{hub_id}[{config or 'default'}/{split}]: record {i}", row
+
+
+def _hub_split(hub_id, config, split, revision):
+    import datasets
+
+    try:
+        return datasets.load_dataset(hub_id, config, split=split, revision=revision)
+    except Exception as e:
+        if revision is None and "scripts are no longer supported" in str(e):  # script datasets: parquet branch
+            return _hub_split(hub_id, config, split, "refs/convert/parquet")
+        raise RuntimeError(
+            f"could not load {hub_id} ({config or 'default'}, split {split}) from the Hugging Face hub: "
+            f"{type(e).__name__}: {str(e)[:300]}. On a machine with internet run "
+            f"`huggingface-cli download --repo-type dataset {hub_id}` and point HF_HOME at that cache, or "
+            f"pass path= to local files in the hub schema (json/jsonl/parquet).") from None
+
+
+def _get(row, key, where, kind=str):
+    """``row[key]`` checked for type (and non-empty text); errors name the record and field."""
+    v = row.get(key) if isinstance(row, dict) else None
+    ok = isinstance(v, kind) and not isinstance(v, bool) if kind is not bool else isinstance(v, bool)
+    if ok and isinstance(v, str):
+        ok = bool(v.strip())
+    if not ok:
+        raise ValueError(f"{where}: field {key!r} must be a non-empty {getattr(kind, '__name__', kind)}, got {v!r:.80}")
+    return v
+
+
+# --------------------------------------------------------------------------------- splitting
+def user_groups(order: list[str], unseen_frac: float) -> dict[str, str]:
+    """user -> "unseen" for the first ``n_unseen`` users of ``order`` (already shuffled), "seen" for the rest,
+    with ``n_unseen = min(max(1, round(unseen_frac * n)), n - 1)`` (0 when ``unseen_frac`` is 0 or ``n < 2``).
+
+    The one seen/unseen rule of Pref-LaMP (:mod:`lib.data.preflamp`) and the preference datasets (:func:`split_users`).
+    """
+    n = len(order)
+    n_unseen = max(min(max(1, round(unseen_frac * n)), n - 1), 0) if unseen_frac > 0 else 0
+    return {u: "unseen" if i < n_unseen else "seen" for i, u in enumerate(order)}
+
+
+def n_test_pairs(n: int, test_frac: float) -> int:
+    """How many of a user's ``n`` pairs are test: ``min(max(1, round(test_frac * n)), n - 1)``, so a user with
+    at least 2 pairs has a train and a test pair."""
+    return min(max(1, round(test_frac * n)), n - 1)
+
+
+def split_users(by_user: dict[str, list[dict]], task: str, unseen_frac: float = 0.25, test_frac: float = 0.25,
+                min_pairs: int = 4, max_users: int | None = None, max_pairs_per_user: int | None = None,
+                seed: int = 0) -> list[dict]:
+    """Seeded seen/unseen user split and per-user train/test split; fills task/user_group/split.
+
+    The rule, all from one ``random.Random(seed)``:
+
+    1. users with at least ``min_pairs`` pairs are kept, sorted by id and shuffled; with ``max_users``
+       only the first ``max_users`` of that order are kept (``n`` users, at least 2 or ``ValueError``);
+    2. the first ``n_unseen`` users of the shuffled order are *unseen*, the others *seen*, where
+       ``n_unseen = min(max(1, round(unseen_frac * n)), n - 1)`` (Python's ``round``: halves go to the
+       even integer, e.g. 10 users x 0.25 -> 2, 6 x 0.25 -> 2) and 0 when ``unseen_frac`` is 0;
+    3. then, user by user in sorted order, the user's pairs are shuffled (same generator), cut to
+       ``max_pairs_per_user``, and the first ``n_test = min(max(1, round(test_frac * len(pairs))),
+       len(pairs) - 1)`` are *test*, the rest *train*: every user has at least one pair of each
+       (``min_pairs`` must be at least 2).
+
+    Records come back grouped by user in sorted order; the split depends only on the users' ids, their
+    pairs (in the given order) and the arguments.
+    """
+    if min_pairs < 2:
+        raise ValueError(f"min_pairs must be at least 2 (a train and a test pair per user), not {min_pairs}")
+    rng = random.Random(seed)
+    users = sorted(u for u, ps in by_user.items() if len(ps) >= min_pairs)
+    rng.shuffle(users)
+    users = users[:max_users] if max_users else users
+    if len(users) < 2:
+        raise ValueError(f"{task}: only {len(users)} user(s) with >= {min_pairs} pairs; need 2 (seen and unseen)")
+    group = user_groups(users, unseen_frac)
+    out = []
+    for user in sorted(users):
+        pairs = list(by_user[user])
+        rng.shuffle(pairs)
+        pairs = pairs[:max_pairs_per_user] if max_pairs_per_user else pairs
+        n_test = n_test_pairs(len(pairs), test_frac)
+        for j, p in enumerate(pairs):
+            out.append(p | {"task": task, "user": user, "user_group": group[user],
+                            "split": "test" if j < n_test else "train"})
+    return out
+
+
+# --------------------------------------------------------------------------------- datasets
+def tldr_prompt(info: dict) -> str:
+    if info.get("post"):
+        return f"SUBREDDIT: r/{info.get('subreddit') or ''}\nTITLE: {info.get('title') or ''}\nPOST: {info['post']}\n\nTL;DR:"
+    return f"ARTICLE: {info['article']}\n\nTL;DR:"  # CNN/DM rows of the validation split
+
+
+def load_tldr(path=None, splits=("train", "validation"), revision=None, **split_kw) -> list[dict]:
+    """openai/summarize_from_feedback comparisons -> pair records (user = worker)."""
+    by_user = defaultdict(list)
+    for where, row in read_rows("tldr", path, splits, revision):
+        info = _get(row, "info", where, dict)
+        if not (info.get("post") or info.get("article")):
+            raise ValueError(f"{where}: field 'info' has neither a 'post' nor an 'article'")
+        summ = _get(row, "summaries", where, list)
+        choice = _get(row, "choice", where, int)
+        if len(summ) != 2 or choice not in (0, 1):
+            raise ValueError(f"{where}: field 'summaries' must hold 2 summaries and 'choice' be 0 or 1 "
+                             f"(got {len(summ)} and {choice!r})")
+        texts = [_get(s, "text", f"{where} summaries[{j}]").strip() for j, s in enumerate(summ)]
+        worker = _get(row, "worker", where)
+        if texts[0] == texts[1]:
+            continue
+        by_user[worker].append({"pair_id": f"tldr/{info.get('id', '')}/{worker}/{len(by_user[worker])}",
+                                "prompt": tldr_prompt(info), "chosen": texts[choice], "rejected": texts[1 - choice]})
+    return split_users(by_user, "tldr", **split_kw)
+
+
+def load_prism(path=None, splits=("train",), revision=None, pairs: str = "maxmin", **split_kw) -> list[dict]:
+    """PRISM utterances -> pair records from the scores of responses in the same turn (user = user_id)."""
+    if pairs not in ("maxmin", "all"):
+        raise ValueError(f"pairs must be 'maxmin' or 'all', not {pairs!r}")
+    turns = defaultdict(list)
+    for where, row in read_rows("prism", path, splits, revision):
+        conv, user = _get(row, "conversation_id", where), _get(row, "user_id", where)
+        turn = _get(row, "turn", where, int)
+        score = row.get("score")
+        if not isinstance(score, (int, float)) or isinstance(score, bool) or not np.isfinite(score):
+            raise ValueError(f"{where}: field 'score' must be a number, got {score!r}")
+        turns[(user, conv, turn)].append((float(score), _get(row, "model_response", where).strip(),
+                                          _get(row, "user_prompt", where)))
+    by_user = defaultdict(list)
+    for (user, conv, turn), resp in sorted(turns.items()):
+        resp.sort(key=lambda t: -t[0])
+        cand = [(resp[0], resp[-1])] if pairs == "maxmin" else \
+            [(a, b) for i, a in enumerate(resp) for b in resp[i + 1:]]
+        for k, (a, b) in enumerate(cand):
+            if a[0] > b[0] and a[1] != b[1]:
+                by_user[user].append({"pair_id": f"prism/{conv}/{turn}/{k}", "prompt": a[2],
+                                      "chosen": a[1], "rejected": b[1]})
+    return split_users(by_user, "prism", **split_kw)
+
+
+def dirichlet_users(n_users: int, n_rms: int, alpha: float = 0.1, seed: int = 0) -> np.ndarray:
+    """``[n_users, n_rms]`` reward-model weights of simulated users, each ~ Dirichlet(alpha)."""
+    return np.random.default_rng(seed).dirichlet([alpha] * n_rms, size=n_users)
+
+
+def load_personalllm(path=None, splits=("train",), revision=None, n_users: int = 100, alpha: float = 0.1,
+                     prompts_per_user: int = 20, seed: int = 0, **split_kw) -> list[dict]:
+    """PersonalLLM -> pair records of simulated users (Dirichlet mixtures of its reward columns).
+
+    ``seed`` seeds the users' weights, their prompts and response pairs, and the user / pair split.
+    """
+    rows = list(read_rows("personalllm", path, splits, revision))
+    if not rows:
+        raise ValueError("PersonalLLM: no records")
+    cols = [m.groups() for c in rows[0][1]
+            if (m := re.fullmatch(r"response_(\d+)_(.+)", c)) and m.group(2) not in NON_REWARD_SUFFIXES]
+    resp_ids = sorted({int(j) for j, _ in cols})
+    rms = sorted({rm for _, rm in cols})
+    if len(resp_ids) < 2 or not rms:
+        raise ValueError(f"{rows[0][0]}: no 'response_<j>_<reward model>' score columns")
+    prompts, S = [], np.empty((len(rows), len(resp_ids), len(rms)))
+    texts = []
+    for i, (where, row) in enumerate(rows):
+        prompts.append(_get(row, "prompt", where))
+        texts.append([_get(row, f"response_{j}", where) for j in resp_ids])
+        for a, j in enumerate(resp_ids):
+            for b, rm in enumerate(rms):
+                v = row.get(f"response_{j}_{rm}")
+                if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v):
+                    raise ValueError(f"{where}: field 'response_{j}_{rm}' must be a finite number, got {v!r}")
+                S[i, a, b] = v
+    S = (S - S.mean((0, 1))) / S.std((0, 1)).clip(min=1e-8)
+    W = dirichlet_users(n_users, len(rms), alpha, seed)
+    rng = np.random.default_rng(seed + 1)
+    by_user = {}
+    for u in range(n_users):
+        user, recs = f"pllm{u:04d}", []
+        for i in rng.choice(len(rows), size=min(prompts_per_user, len(rows)), replace=False):
+            a, b = rng.choice(len(resp_ids), size=2, replace=False)
+            ra, rb = S[i, a] @ W[u], S[i, b] @ W[u]
+            if ra == rb or texts[i][a] == texts[i][b]:
+                continue
+            c, r = (a, b) if ra > rb else (b, a)
+            recs.append({"pair_id": f"personalllm/{user}/{i}/{resp_ids[c]}-{resp_ids[r]}", "prompt": prompts[i],
+                         "chosen": texts[i][c], "rejected": texts[i][r]})
+        by_user[user] = recs
+    return split_users(by_user, "personalllm", seed=seed, **split_kw)
+
+
+LOADERS = {"tldr": load_tldr, "prism": load_prism, "personalllm": load_personalllm}
+
+
+def load(name: str, **kw) -> list[dict]:
+    """``load("tldr" | "prism" | "personalllm", path=None, **kw)``."""
+    if name not in LOADERS:
+        raise KeyError(f"unknown preference dataset {name!r}; known: {sorted(LOADERS)}")
+    return LOADERS[name](**kw)

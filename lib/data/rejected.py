@@ -1,0 +1,66 @@
+"""Pref-LaMP's non-policy rejected responses: another user's output for the most similar source
+(``rejected="other_user"``) and the same facts under another user's rule (``rejected="other_rule"``)."""
+from __future__ import annotations
+
+import random
+
+from .lamp import norm_text
+
+
+def other_user_rejected(items_by_user: dict[str, list[dict]], task: str) -> dict[tuple, str | None]:
+    """(user, item id) -> the output of the best-ranked (BM25 on the sources) profile item of another user
+    whose output differs from this item's (:func:`lib.data.lamp.norm_text`); None if no other user's output differs."""
+    import bm25s
+
+    if sum(bool(items) for items in items_by_user.values()) < 2:
+        raise ValueError(f"{task}: rejected='other_user' needs at least two users with profile items, got "
+                         f"{sum(bool(items) for items in items_by_user.values())}")
+    corpus = [(u, it) for u, items in items_by_user.items() for it in items]
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize([it["source"] for _, it in corpus], show_progress=False), show_progress=False)
+
+    def ranked(idx: list[int], k: int):
+        q = bm25s.tokenize([corpus[i][1]["source"] for i in idx], show_progress=False)
+        return retriever.retrieve(q, k=k, show_progress=False)[0]
+
+    def pick(i: int, ranking) -> str | None:
+        u, own = corpus[i][0], norm_text(corpus[i][1]["output"])
+        return next((corpus[j][1]["output"] for j in ranking
+                     if corpus[j][0] != u and norm_text(corpus[j][1]["output"]) != own), None)
+
+    everyone = list(range(len(corpus)))
+    out = {i: pick(i, r) for i, r in zip(everyone, ranked(everyone, min(len(corpus), 20)))}
+    missing = [i for i in everyone if out[i] is None]
+    if missing and len(corpus) > 20:  # nothing usable in the top 20: look through the whole ranking
+        out.update({i: pick(i, r) for i, r in zip(missing, ranked(missing, len(corpus)))})
+    return {(corpus[i][0], corpus[i][1]["id"]): o for i, o in out.items()}
+
+
+def other_rule_rejected(chosen_items: dict[str, list[dict]], rule_of_user: dict[str, str], facts: dict,
+                         task: str, seed: int) -> dict[tuple, str | None]:
+    """(user, item id) -> the item's facts rendered under another user's rule (None: no such rendering).
+
+    The other user is a seeded choice (per task, user, item and seed) among the users whose rule
+    renders these facts differently from the chosen output and not in a way that follows this user's
+    own rule; if none qualifies, among those whose rendering merely differs from the chosen.
+    """
+    from . import synthetic
+
+    out = {}
+    users = sorted(rule_of_user)
+    for u, items in chosen_items.items():
+        own = rule_of_user[u]
+        if not own:
+            raise ValueError(f"rejected='other_rule': user {u!r} of {task} has no rule (not a synthetic corpus?)")
+        for it in items:
+            if it["id"] not in facts:
+                raise ValueError(f"rejected='other_rule': no facts for profile item {it['id']!r} of {task} in "
+                                 "facts.json: regenerate the synthetic corpus")
+            f = facts[it["id"]]
+            cands = [(v, synthetic.apply_rule(rule_of_user[v], f)) for v in users if v != u and rule_of_user[v] != own]
+            cands = [(v, r) for v, r in cands if norm_text(r) != norm_text(it["output"])]
+            strict = [(v, r) for v, r in cands if not synthetic.follows_rule(own, r)]
+            pool = strict or cands
+            rng = random.Random(f"{task}-{u}-{it['id']}-{seed}")
+            out[(u, it["id"])] = rng.choice(pool)[1] if pool else None
+    return out
