@@ -39,11 +39,10 @@ import pandas as pd
 import torch
 
 from lib import rewards
-from lib.core import models, pipeline
+from lib.core import models, pipeline, schema
 from lib.core.config import paths
 from lib.core.io import seed_everything
 from lib.evaluation import generation, shard
-from lib.report import results
 
 NOTEBOOK = "05_generation"
 SORT_BY = ("task", "user", "query_id", "system", "rm", "param")  # shard merge; ties keep the policies' order
@@ -128,7 +127,7 @@ def main(argv=None):
     if st.is_main_process:
         df = pd.DataFrame(rows, columns=generation.ROW_COLUMNS)
         gen = generation.finish_generations([df], queries, params["seed"], params["val_frac"])
-        results.write_results(gen, out)
+        schema.write_results(gen, out)
         print(f"[shard_generate] {len(gen)} rows of {policies} from {st.num_processes} process(es) -> {out}",
               flush=True)
     st.wait_for_everyone()

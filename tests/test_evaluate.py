@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from lib import rewards
+from lib.core import schema
 from lib.decoding import greedy
 from lib.evaluation import generation, metrics
-from lib.report import results
 
 from _tiny import query, tiny_lm, tiny_tokenizer
 
@@ -146,10 +146,10 @@ def test_results_roundtrip_limit_and_fingerprint(lm, tmp_path):
     qs = queries() + [query("q9", user="u0")]
     assert [q["query_id"] for q in generation.limit_queries(qs, 1)] == ["q0", "q1"]
     df = run(model, tok, qs, tmp_path)
-    back = results.read_results(results.write_results(df, tmp_path / "g.csv"))
+    back = schema.read_results(schema.write_results(df, tmp_path / "g.csv"))
     assert back.shape == df.shape and back.rouge1.tolist() == pytest.approx(df.rouge1.tolist())
     with pytest.raises(FileNotFoundError, match="notebook 05"):
-        results.read_results(tmp_path / "none.csv")
+        schema.read_results(tmp_path / "none.csv")
     rm = Individual("tiny", "lm_last", 32, ["u0"])
     f0 = generation.rm_fingerprint(rm)
     rm.W.data += 1

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from lib import rewards
-from lib.core import config
+from lib.core import config, schema
 from lib.core.io import write_text
 from lib.data import gencache, preflamp, synthetic
 from lib.evaluation import generation, selection, sweep
@@ -98,7 +98,7 @@ def test_pipeline_01_to_06(tmp_path, monkeypatch, tiny):
     rows, path = sweep.decode_sweep(policy, tok, POLICY, rms, qs, user, [0.3, 3.0], k=4, max_new_tokens=6)
     dec = sweep.score_decodes(rows, qs, "LaMP-4", user, calibrated=False)
     write_text(P.rgd / "decodes.csv", dec.to_csv(index=False))
-    dec = sweep.read_decodes(P.rgd / "decodes.csv")
+    dec = schema.read_decodes(P.rgd / "decodes.csv")
     assert path == "shared" and len(dec) == len(qs) * len(METHODS) * 3 and dec.rouge1.between(0, 1).all()
     assert dec.follows_rule.dtype == bool and set(dec.user) == {user}
     fig, name = plots.plot_rgd_sweep(dec)
@@ -113,7 +113,7 @@ def test_pipeline_01_to_06(tmp_path, monkeypatch, tiny):
     assert set(rm_pairs.pair_id) == test_ids and set(pol_pairs.half) == {"val", "test"}
     assert len(pol_pairs) == len(rm_pairs) * 2 * 2 * 2  # definitions x normalise x ws
     tables = selection.policy_tables(rm_pairs, pol_pairs, rm_index, n_boot=50, seed=0, fixed_w=False)
-    results.write_results(tables["policy_accuracy"], P.eval / "policy_accuracy.csv")
+    schema.write_results(tables["policy_accuracy"], P.eval / "policy_accuracy.csv")
     assert tables["policy_accuracy"].policy_acc.dropna().between(0, 1).all()
 
     # 05 base / ICL / RGD generations of every query
@@ -124,13 +124,13 @@ def test_pipeline_01_to_06(tmp_path, monkeypatch, tiny):
     queries = generation.generation_queries(P, params)
     frame = generation.generate_policy_rows(P, POLICY, policy, tok, rm_index, params, progress=False)
     gen = generation.finish_generations([frame], queries, seed=0)
-    results.write_results(gen, P.eval / "generations.csv")
+    schema.write_results(gen, P.eval / "generations.csv")
     n_users = manifest["tasks"]["LaMP-4"]["users"]
     assert len(queries) == n_users and gen.groupby("system").size().to_dict() == \
         {"base": n_users, "icl": n_users, "rgd": n_users * len(METHODS)}
 
     # 06 tables and summary from the artifacts
-    gen_tables = results.generation_tables(results.read_results(P.eval / "generations.csv"), n_boot=50, seed=0)
+    gen_tables = results.generation_tables(schema.read_results(P.eval / "generations.csv"), n_boot=50, seed=0)
     assert set(gen_tables["best"].system) == {"base", "icl", "rgd"}
     summary = markdown.summary_markdown("smoke", manifest["corpus"], [POLICY], tables["tau_rm_policy"],
                                       gen_tables["generation_best"], gen_tables["icl_vs_best_rgd"])

@@ -123,9 +123,9 @@ def test_two_processes_equal_one_with_reward_models(tmp_path, monkeypatch):
     import torch
 
     from lib import rewards
+    from lib.core import schema
     from lib.core.config import paths
     from lib.evaluation import generation
-    from lib.report import results
 
     torch.set_num_threads(1)
     tok = tiny_tokenizer()
@@ -159,7 +159,7 @@ def test_two_processes_equal_one_with_reward_models(tmp_path, monkeypatch):
         ("LaMP-5", "new0"), ("LaMP-5", "new1")}
     assert {(r["task"], r["user"]) for r in shards[1]} == {("LaMP-5", f"user{i}") for i in range(3)}
 
-    df = results.read_results(one)
+    df = schema.read_results(one)
     assert set(df.task) == set(TASKS) and set(df.half) == {"val", "test"}
     rgd = df[df.system == "rgd"]
     for task in TASKS:
@@ -179,6 +179,6 @@ def test_two_processes_equal_one_with_reward_models(tmp_path, monkeypatch):
     queries = generation.generation_queries(P, params)
     frames = [generation.generate_policy_rows(P, POLICY, model, tok, rewards.read_rm_index(P.rms / "index.csv"), params,
                                             progress=False)]
-    lib_csv = results.write_results(generation.finish_generations(frames, queries, params["seed"], params["val_frac"]),
+    lib_csv = schema.write_results(generation.finish_generations(frames, queries, params["seed"], params["val_frac"]),
                                      tmp_path / "lib.csv")
     assert lib_csv.read_bytes() == one.read_bytes()

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from lib.core import schema
 from lib.decoding import rgd
 from lib.evaluation import sweep
 from lib.report import plots
@@ -65,7 +66,7 @@ def test_read_decodes_gives_back_what_was_written(tmp_path):
                         "follows_rule": [True, False], "task": ["LaMP-4"] * 2, "user": ["007", "007"],
                         "calibrated": [False, False]})
     (tmp_path / "decodes.csv").write_text(dec.to_csv(index=False))
-    back = sweep.read_decodes(tmp_path / "decodes.csv")
+    back = schema.read_decodes(tmp_path / "decodes.csv")
     pd.testing.assert_frame_equal(back, dec)  # exact: 0.1 + 0.2 stays 0.30000000000000004, "007" stays text
 
 

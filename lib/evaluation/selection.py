@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from ..core import models
-from ..core.schema import PA_COLUMNS  # noqa: F401  (re-exported)
 from . import metrics
 from .policy_accuracy import outcome, sequence_scores, teacher_forced_sets
 

@@ -6,15 +6,13 @@
 * :func:`score_decodes` - ROUGE-1 against the user's own output and rule following, as rgd/decodes.csv;
 * :func:`most_moved_method`, :func:`candidate_table` - the step-by-step view of one decoding.
 
-The figure is :func:`lib.report.plots.plot_rgd_sweep` (notebook 06), from :func:`read_decodes`.
+The figure is :func:`lib.report.plots.plot_rgd_sweep` (notebook 06), from :func:`lib.core.schema.read_decodes`.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import pandas as pd
-
-from ..core.schema import read_decodes  # noqa: F401  (re-exported)
 
 
 def pick_user(queries: list[dict], user: str | None = None, n_queries: int = 2) -> tuple[str, list[dict]]:

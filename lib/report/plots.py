@@ -284,7 +284,7 @@ def plot_preflamp_overview(pairs: pd.DataFrame):
 
 
 def plot_rgd_sweep(dec: pd.DataFrame):
-    """Notebook 03's raw-``w`` sweep (``dec``: rgd/decodes.csv, :func:`lib.evaluation.sweep.read_decodes`): ROUGE-1 against
+    """Notebook 03's raw-``w`` sweep (``dec``: rgd/decodes.csv, :func:`lib.core.schema.read_decodes`): ROUGE-1 against
     ``w`` (log scale) per method, one panel per policy, dashed: greedy (``w = 0``). Returns ``(fig, name)``,
     name ``rgd_w_sweep_<raw|calibrated>_<task>``."""
     import matplotlib.pyplot as plt

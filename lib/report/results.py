@@ -1,7 +1,7 @@
 """Tables of notebook 05's generations (and of how upstream metrics predict them), computed once for
 notebooks 05 and 06.
 
-:func:`generation_tables` turns the scored generations (``generations.csv``, :func:`read_results`) into the
+:func:`generation_tables` turns the scored generations (``generations.csv``, :func:`lib.core.schema.read_results`) into the
 mean ROUGE per system setting (:func:`summarize`), the best ICL ``k`` and RGD (reward model, ``w``) chosen on
 the val queries and reported on the test queries (:func:`best_systems`), ICL's margin over the best RGD
 (:func:`icl_gap`) and the rule-following rates. :func:`rgd_tables` asks whether RM accuracy predicts RGD
@@ -12,7 +12,6 @@ from __future__ import annotations
 import pandas as pd
 
 from ..core import models
-from ..core.schema import ROW_COLUMNS, read_policy_accuracy, read_results, read_table, write_results  # noqa: F401
 from ..evaluation import metrics
 
 BEST_COLUMNS = ["task", "model", "params_m", "system", "rm", "param", "val_rouge1", "n", "rouge1", "rouge1_lo",

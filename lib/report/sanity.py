@@ -61,7 +61,7 @@ def _rms(P) -> list[tuple]:
 
 
 def _eval(P) -> list[tuple]:
-    from .results import read_policy_accuracy, read_results
+    from ..core.schema import read_policy_accuracy, read_results
 
     rows = []
     dec = pd.read_csv(P.rgd / "decodes.csv")

@@ -17,7 +17,7 @@ from ..core.models import pad_batch
 from ..core.progress import bar
 from .base import RewardModel
 from .heads import METHODS, VPL
-from .loop import bt_loss, fit_loop  # noqa: F401  (bt_loss: part of this module's API)
+from .loop import bt_loss, fit_loop
 from .pairs import PairFeatures, _check_finite
 
 
