@@ -18,6 +18,13 @@ from ..core.io import atomic_path, write_text
 DPI = 150
 
 
+def interval_err(y, lo, hi) -> np.ndarray:
+    """matplotlib's asymmetric ``yerr`` ([2, n]) of intervals ``[lo, hi]`` around estimates ``y``. A bound that
+    equals its estimate up to rounding (a percentile bootstrap bound can sit a last bit past it) gives a bar of
+    length 0, never a negative one, which matplotlib refuses; NaN bounds stay NaN (no bar)."""
+    return np.clip(np.stack([np.asarray(y, float) - lo, np.asarray(hi, float) - y]), 0, None)
+
+
 def set_theme(context: str = "paper", font_scale: float = 1.1) -> None:
     """The project's one seaborn theme (white grid, colour-blind palette, deterministic fonts)."""
     import matplotlib
@@ -208,7 +215,7 @@ def plot_tau_points(taus: pd.DataFrame, x: str = "task", hue: str = "metric", co
             d = taus[(taus[col] == c) & (taus[hue] == h)].set_index(x).reindex(xs)
             pos = np.arange(len(xs)) + (h_i - (len(hues) - 1) / 2) * width
             y = d.tau.to_numpy(float)
-            err = np.stack([y - d.ci_lo.to_numpy(float), d.ci_hi.to_numpy(float) - y])
+            err = interval_err(y, d.ci_lo.to_numpy(float), d.ci_hi.to_numpy(float))
             ax.errorbar(pos, y, yerr=np.nan_to_num(err), fmt="o", capsize=2, label=h)
         ax.axhline(0, color="grey", lw=0.8, ls="--")
         ax.set_xticks(np.arange(len(xs)), xs, rotation=30, ha="right")
@@ -239,7 +246,7 @@ def plot_tau_vs_w(taus: pd.DataFrame, hue: str = "task", col: str = "policy", ro
                 d = t[(t[row] == rv) & (t[col] == cv) & (t[hue] == h)].sort_values("w")
                 x = d.w.to_numpy() * (1 + 0.04 * (h_i - (len(hues) - 1) / 2))  # small dodge on the log axis
                 y = d.tau.to_numpy(float)
-                err = np.stack([y - d.ci_lo.to_numpy(float), d.ci_hi.to_numpy(float) - y])
+                err = interval_err(y, d.ci_lo.to_numpy(float), d.ci_hi.to_numpy(float))
                 ax.errorbar(x, y, yerr=np.nan_to_num(err), marker="o", ms=3, capsize=2, lw=1, label=h)
             ax.axhline(0, color="grey", lw=0.8, ls="--")
             ax.set_xscale("log")
@@ -322,7 +329,7 @@ def plot_accuracy(table, prefix_train: bool = False):
             for b, bb in enumerate(backbones):
                 s = t[(t.task == task) & (t.backbone == bb)].set_index("method").reindex(methods)
                 y = s[f"rm_acc_{group}"].to_numpy(float)
-                err = np.stack([y - s[f"ci_lo_{group}"].to_numpy(float), s[f"ci_hi_{group}"].to_numpy(float) - y])
+                err = interval_err(y, s[f"ci_lo_{group}"].to_numpy(float), s[f"ci_hi_{group}"].to_numpy(float))
                 ax.bar(np.arange(len(methods)) + (b - (len(backbones) - 1) / 2) * width, y, width, yerr=err,
                        capsize=2, label=bb)
             ax.axhline(0.5, color="grey", lw=0.8, ls="--")
