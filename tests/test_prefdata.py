@@ -194,6 +194,7 @@ def test_personalllm_seed_also_seeds_the_split(monkeypatch, tmp_path):
     monkeypatch.setattr(prefdata, "split_users",
                         lambda by_user, task, **kw: seen.update(kw) or real(by_user, task, **kw))
     prefdata.load_personalllm(path=tmp_path / "train.parquet", n_users=4, prompts_per_user=8, seed=5, test_frac=0.3)
+    assert seen.pop("counts").keys() == {"tied_scores", "identical_texts"}  # the loader's drop counts so far
     assert seen == {"seed": 5, "test_frac": 0.3}
 
 
@@ -251,3 +252,67 @@ def test_user_groups_one_rule(n, frac, n_unseen):
 @pytest.mark.parametrize("n, frac, n_test", [(2, 0.25, 1), (4, 0.25, 1), (10, 0.25, 2), (16, 0.25, 4), (3, 0.9, 2)])
 def test_n_test_pairs(n, frac, n_test):
     assert prefdata.n_test_pairs(n, frac) == n_test
+
+
+# ------------------------------------------------------------------------------- real files as they come
+def test_tldr_skips_empty_summaries_and_reads_article_records(tmp_path):
+    """A hub comparisons split holds CNN/DM records (info.article, no post) and a few empty summary texts:
+    the empty ones are skipped, counted and warned once; the article ones get the ARTICLE template."""
+    rows = tldr_rows(n_workers=4, n=6)
+    for j in (0, 7, 14):  # empty, blank and missing texts: real records, not a broken file
+        rows[j]["summaries"][j % 2]["text"] = ["", "   ", None][(j // 7)]
+    rows[7]["summaries"][1].pop("text")
+    for r in rows[18:]:
+        r["info"] = {"id": r["info"]["id"], "article": "An article about cats.", "site": "cnn"}
+    rows[20]["summaries"][1]["text"] = rows[20]["summaries"][0]["text"]  # identical texts
+    drops = {}
+    with pytest.warns(UserWarning, match=r"tldr: skipped 3 TL;DR comparisons with an empty or missing summary text; "
+                                         r"1 comparisons whose two texts are identical"):
+        recs = prefdata.load("tldr", path=write_jsonl(tmp_path / "c.jsonl", rows), drops=drops)
+    assert drops == {"empty_summary": 3, "identical_texts": 1}
+    assert len(recs) == 24 - 4
+    art = [r for r in recs if r["prompt"].startswith("ARTICLE:")]
+    assert len(art) == 5 and all(r["prompt"] == "ARTICLE: An article about cats.\n\nTL;DR:" for r in art)
+    assert all(r["chosen"].strip() and r["rejected"].strip() for r in recs)
+
+
+def test_tldr_file_mostly_without_summaries_is_an_error(tmp_path):
+    rows = tldr_rows()
+    for r in rows[:11]:  # 11 of 20
+        r["summaries"][0]["text"] = ""
+    with pytest.raises(ValueError, match=r"tldr: 11 of 20 records are TL;DR comparisons with an empty"):
+        prefdata.load_tldr(path=write_jsonl(tmp_path / "c.jsonl", rows))
+
+
+def test_users_below_min_pairs_are_counted_and_named_when_none_is_left(tmp_path):
+    rows = tldr_rows(n_workers=3, n=5)
+    rows += [dict(tldr_rows(n_workers=1, n=1)[0], worker="lonely")]
+    drops = {}
+    with pytest.warns(UserWarning, match="1 users with fewer than min_pairs pairs; 1 pairs of those users"):
+        prefdata.load_tldr(path=write_jsonl(tmp_path / "c.jsonl", rows), drops=drops)
+    assert drops == {"users_below_min_pairs": 1, "pairs_of_users_below_min_pairs": 1}
+    for r in rows[:5]:
+        r["summaries"][1]["text"] = r["summaries"][0]["text"]
+    with pytest.raises(ValueError, match=r"only 0 user\(s\) with >= 6 pairs.*Dropped on the way: 5 comparisons whose "
+                                         r"two texts are identical; 1 users with fewer than min_pairs pairs; 5 pairs"):
+        prefdata.load_tldr(path=write_jsonl(tmp_path / "d.jsonl", rows[:10]), min_pairs=6)
+
+
+def test_prism_counts_single_response_turns_and_ties(tmp_path):
+    rows = prism_rows()
+    n_turns = len({(r["user_id"], r["conversation_id"], r["turn"]) for r in rows})
+    first = (rows[0]["user_id"], rows[0]["conversation_id"], rows[0]["turn"])
+    rows = [r for r in rows if (r["user_id"], r["conversation_id"], r["turn"]) != first or r is rows[0]]
+    drops = {}
+    with pytest.warns(UserWarning, match="1 PRISM turns with fewer than two rated responses"):
+        recs = prefdata.load_prism(path=write_jsonl(tmp_path / "u.jsonl", rows), drops=drops, min_pairs=3)
+    assert drops == {"single_response_turn": 1}  # the fixture's scores never tie within a turn
+    assert len(recs) == n_turns - 1
+    # a turn whose two responses have the same score
+    rows = [r for r in rows if r["utterance_id"] not in ("ut010", "ut011")] + [
+        dict(rows[1], utterance_id="x1", turn=1, score=50), dict(rows[1], utterance_id="x2", turn=1, score=50,
+                                                                   model_response="other answer")]
+    drops = {}
+    with pytest.warns(UserWarning, match="1 comparisons whose scores tie"):
+        prefdata.load_prism(path=write_jsonl(tmp_path / "v.jsonl", rows), drops=drops, min_pairs=2)
+    assert drops["tied_scores"] == 1

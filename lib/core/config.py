@@ -5,7 +5,8 @@ except figures/):
 
     data/raw/                 immutable downloads (LaMP) and the synthetic LaMP-format corpus
     data/processed/P/preflamp Pref-LaMP JSONL + manifest (notebook 01)
-    data/processed/P/prefsets multi-user preference sets in the pair schema (notebook 02)
+    data/processed/P/prefsets multi-user preference sets in the pair schema, with a manifest of the
+                              records the loader skipped, by cause (notebook 02)
     data/processed/P/rms      trained reward models + RM accuracy tables (notebook 02)
     data/processed/P/rgd      decoding outputs (notebook 03)
     data/processed/P/eval     policy accuracy and generation results (notebooks 04, 05)

@@ -23,6 +23,14 @@ splits are pooled: the user split is ours.
 Source: the hub through ``datasets.load_dataset`` (paper profile), or ``path=`` local files in the
 hub schema (json / jsonl / parquet; a file or a folder of them), as the tests do. A malformed record
 raises ``ValueError`` naming the file, record index and field.
+
+Records that are legitimate in a real release but give no pair are skipped and counted by cause (:data:`DROP_CAUSES`):
+a TL;DR comparison with an empty or missing summary text (12 of 437 CNN/DM comparisons of the hub release),
+identical chosen and rejected texts, a PRISM turn with a single rated response or only tied scores, a
+PersonalLLM comparison the simulated user scores as a tie, and the users left with fewer than ``min_pairs``
+pairs (and their pairs). Each load warns once with the counts and, given ``drops={}``, fills that dict
+(cause -> count) for the dataset's manifest. When more than :data:`MAX_BAD_FRACTION` of the records are
+skipped as bad (empty summaries), the file as a whole is wrong: ``ValueError`` with the counts.
 """
 from __future__ import annotations
 
@@ -38,6 +46,15 @@ HUB = {"tldr": ("openai/summarize_from_feedback", "comparisons"),
        "personalllm": ("namkoong-lab/PersonalLLM", None)}
 SUFFIXES = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 NON_REWARD_SUFFIXES = ("model",)  # PersonalLLM's response_<j>_model names the LLM that wrote response j
+DROP_CAUSES = {
+    "empty_summary": "TL;DR comparisons with an empty or missing summary text",
+    "identical_texts": "comparisons whose two texts are identical",
+    "single_response_turn": "PRISM turns with fewer than two rated responses",
+    "tied_scores": "comparisons whose scores tie (PRISM turns, PersonalLLM pairs)",
+    "users_below_min_pairs": "users with fewer than min_pairs pairs",
+    "pairs_of_users_below_min_pairs": "pairs of those users",
+}
+MAX_BAD_FRACTION = 0.5  # more records skipped as bad than this: the file is wrong, not a real file with odd records
 
 
 # --------------------------------------------------------------------------------- reading
@@ -151,9 +168,26 @@ def n_test_pairs(n: int, test_frac: float) -> int:
     return min(max(1, round(test_frac * n)), n - 1)
 
 
+def _finish_drops(task: str, counts: dict, drops: dict | None) -> None:
+    """Warn once with the non-zero drop counts of a load and copy them into ``drops`` (when given)."""
+    counts = {k: v for k, v in counts.items() if v}
+    if drops is not None:
+        drops.update(counts)
+    if counts:
+        import warnings
+
+        warnings.warn(f"{task}: skipped " + "; ".join(f"{v} {DROP_CAUSES[k]}" for k, v in counts.items()))
+
+
+def _check_bad_fraction(task: str, n_bad: int, n_records: int, cause: str) -> None:
+    if n_records and n_bad > MAX_BAD_FRACTION * n_records:
+        raise ValueError(f"{task}: {n_bad} of {n_records} records are {DROP_CAUSES[cause]}: more than "
+                         f"{MAX_BAD_FRACTION:.0%}, so the file as a whole looks wrong (not the {task} schema?)")
+
+
 def split_users(by_user: dict[str, list[dict]], task: str, unseen_frac: float = 0.25, test_frac: float = 0.25,
                 min_pairs: int = 4, max_users: int | None = None, max_pairs_per_user: int | None = None,
-                seed: int = 0) -> list[dict]:
+                seed: int = 0, drops: dict | None = None, counts: dict | None = None) -> list[dict]:
     """Seeded seen/unseen user split and per-user train/test split; fills task/user_group/split.
 
     The rule, all from one ``random.Random(seed)``:
@@ -169,16 +203,24 @@ def split_users(by_user: dict[str, list[dict]], task: str, unseen_frac: float = 
        (``min_pairs`` must be at least 2).
 
     Records come back grouped by user in sorted order; the split depends only on the users' ids, their
-    pairs (in the given order) and the arguments.
+    pairs (in the given order) and the arguments. ``counts``: the loader's drop counts so far (cause -> n), to
+    which the users below ``min_pairs`` are added; they are warned once, copied into ``drops`` when given, and
+    listed in the error when fewer than 2 users are left.
     """
     if min_pairs < 2:
         raise ValueError(f"min_pairs must be at least 2 (a train and a test pair per user), not {min_pairs}")
     rng = random.Random(seed)
     users = sorted(u for u, ps in by_user.items() if len(ps) >= min_pairs)
+    thin = [ps for u, ps in by_user.items() if len(ps) < min_pairs]
+    counts = dict(counts or {}) | {"users_below_min_pairs": len(thin),
+                                   "pairs_of_users_below_min_pairs": sum(len(ps) for ps in thin)}
     rng.shuffle(users)
     users = users[:max_users] if max_users else users
     if len(users) < 2:
-        raise ValueError(f"{task}: only {len(users)} user(s) with >= {min_pairs} pairs; need 2 (seen and unseen)")
+        dropped = "; ".join(f"{v} {DROP_CAUSES[k]}" for k, v in counts.items() if v) or "nothing dropped"
+        raise ValueError(f"{task}: only {len(users)} user(s) with >= {min_pairs} pairs; need 2 (seen and unseen). "
+                         f"Dropped on the way: {dropped}")
+    _finish_drops(task, counts, drops)
     group = user_groups(users, unseen_frac)
     out = []
     for user in sorted(users):
@@ -194,15 +236,19 @@ def split_users(by_user: dict[str, list[dict]], task: str, unseen_frac: float = 
 
 # --------------------------------------------------------------------------------- datasets
 def tldr_prompt(info: dict) -> str:
+    """The prompt of one comparison: ``SUBREDDIT / TITLE / POST ... TL;DR:`` for a Reddit post (``info.post``),
+    ``ARTICLE ... TL;DR:`` for a CNN/DM article (``info.article``, the release's other source)."""
     if info.get("post"):
         return f"SUBREDDIT: r/{info.get('subreddit') or ''}\nTITLE: {info.get('title') or ''}\nPOST: {info['post']}\n\nTL;DR:"
     return f"ARTICLE: {info['article']}\n\nTL;DR:"  # CNN/DM rows of the validation split
 
 
 def load_tldr(path=None, splits=("train", "validation"), revision=None, **split_kw) -> list[dict]:
-    """openai/summarize_from_feedback comparisons -> pair records (user = worker)."""
-    by_user = defaultdict(list)
+    """openai/summarize_from_feedback comparisons -> pair records (user = worker). Reddit records (``info.post``)
+    and CNN/DM records (``info.article``, no post) both load; :func:`tldr_prompt` says which template each gets."""
+    by_user, counts, n_records = defaultdict(list), {"empty_summary": 0, "identical_texts": 0}, 0
     for where, row in read_rows("tldr", path, splits, revision):
+        n_records += 1
         info = _get(row, "info", where, dict)
         if not (info.get("post") or info.get("article")):
             raise ValueError(f"{where}: field 'info' has neither a 'post' nor an 'article'")
@@ -211,13 +257,21 @@ def load_tldr(path=None, splits=("train", "validation"), revision=None, **split_
         if len(summ) != 2 or choice not in (0, 1):
             raise ValueError(f"{where}: field 'summaries' must hold 2 summaries and 'choice' be 0 or 1 "
                              f"(got {len(summ)} and {choice!r})")
-        texts = [_get(s, "text", f"{where} summaries[{j}]").strip() for j, s in enumerate(summ)]
         worker = _get(row, "worker", where)
+        if not all(isinstance(s, dict) for s in summ):
+            raise ValueError(f"{where}: field 'summaries' must hold 2 objects with a 'text', got {summ!r:.80}")
+        texts = [s.get("text") for s in summ]
+        if not all(isinstance(t, str) and t.strip() for t in texts):  # a real record: skipped and counted
+            counts["empty_summary"] += 1
+            continue
+        texts = [t.strip() for t in texts]
         if texts[0] == texts[1]:
+            counts["identical_texts"] += 1
             continue
         by_user[worker].append({"pair_id": f"tldr/{info.get('id', '')}/{worker}/{len(by_user[worker])}",
                                 "prompt": tldr_prompt(info), "chosen": texts[choice], "rejected": texts[1 - choice]})
-    return split_users(by_user, "tldr", **split_kw)
+    _check_bad_fraction("tldr", counts["empty_summary"], n_records, "empty_summary")
+    return split_users(by_user, "tldr", counts=counts, **split_kw)
 
 
 def load_prism(path=None, splits=("train",), revision=None, pairs: str = "maxmin", **split_kw) -> list[dict]:
@@ -234,15 +288,23 @@ def load_prism(path=None, splits=("train",), revision=None, pairs: str = "maxmin
         turns[(user, conv, turn)].append((float(score), _get(row, "model_response", where).strip(),
                                           _get(row, "user_prompt", where)))
     by_user = defaultdict(list)
+    counts = {"single_response_turn": 0, "tied_scores": 0, "identical_texts": 0}
     for (user, conv, turn), resp in sorted(turns.items()):
+        if len(resp) < 2:
+            counts["single_response_turn"] += 1
+            continue
         resp.sort(key=lambda t: -t[0])
         cand = [(resp[0], resp[-1])] if pairs == "maxmin" else \
             [(a, b) for i, a in enumerate(resp) for b in resp[i + 1:]]
         for k, (a, b) in enumerate(cand):
-            if a[0] > b[0] and a[1] != b[1]:
+            if a[0] <= b[0]:
+                counts["tied_scores"] += 1
+            elif a[1] == b[1]:
+                counts["identical_texts"] += 1
+            else:
                 by_user[user].append({"pair_id": f"prism/{conv}/{turn}/{k}", "prompt": a[2],
                                       "chosen": a[1], "rejected": b[1]})
-    return split_users(by_user, "prism", **split_kw)
+    return split_users(by_user, "prism", counts=counts, **split_kw)
 
 
 def dirichlet_users(n_users: int, n_rms: int, alpha: float = 0.1, seed: int = 0) -> np.ndarray:
@@ -279,26 +341,27 @@ def load_personalllm(path=None, splits=("train",), revision=None, n_users: int =
     S = (S - S.mean((0, 1))) / S.std((0, 1)).clip(min=1e-8)
     W = dirichlet_users(n_users, len(rms), alpha, seed)
     rng = np.random.default_rng(seed + 1)
-    by_user = {}
+    by_user, counts = {}, {"tied_scores": 0, "identical_texts": 0}
     for u in range(n_users):
         user, recs = f"pllm{u:04d}", []
         for i in rng.choice(len(rows), size=min(prompts_per_user, len(rows)), replace=False):
             a, b = rng.choice(len(resp_ids), size=2, replace=False)
             ra, rb = S[i, a] @ W[u], S[i, b] @ W[u]
             if ra == rb or texts[i][a] == texts[i][b]:
+                counts["tied_scores" if ra == rb else "identical_texts"] += 1
                 continue
             c, r = (a, b) if ra > rb else (b, a)
             recs.append({"pair_id": f"personalllm/{user}/{i}/{resp_ids[c]}-{resp_ids[r]}", "prompt": prompts[i],
                          "chosen": texts[i][c], "rejected": texts[i][r]})
         by_user[user] = recs
-    return split_users(by_user, "personalllm", seed=seed, **split_kw)
+    return split_users(by_user, "personalllm", seed=seed, counts=counts, **split_kw)
 
 
 LOADERS = {"tldr": load_tldr, "prism": load_prism, "personalllm": load_personalllm}
 
 
 def load(name: str, **kw) -> list[dict]:
-    """``load("tldr" | "prism" | "personalllm", path=None, **kw)``."""
+    """``load("tldr" | "prism" | "personalllm", path=None, **kw)``; ``drops={}`` receives the skip counts by cause."""
     if name not in LOADERS:
         raise KeyError(f"unknown preference dataset {name!r}; known: {sorted(LOADERS)}")
     return LOADERS[name](**kw)
