@@ -31,6 +31,10 @@ POLACC := $(DATA)/eval/policy_accuracy.csv
 GEN := $(DATA)/eval/generations.csv
 FIGS := $(FIG)/summary.md
 
+# A notebook that fails after writing its target file (a 1-byte rms/index.csv, say) must not leave Make believing
+# the stage is done: Make deletes the target of a failed recipe.
+.DELETE_ON_ERROR:
+
 .PHONY: help setup data rms rgd policy-accuracy generation figures all test lint test-unit test-notebooks test-lamp-cpu \
         bench strip clean distclean readme
 
@@ -61,6 +65,10 @@ all: setup figures $(RGD) readme ## Run the whole pipeline for PROFILE (setup fi
 
 readme: $(FIGS) | setup ## Regenerate the README's Results section from figures/PROFILE/summary.md
 	$(PY) scripts/update_readme.py --profile $(PROFILE)
+
+# An unknown PROFILE names the known ones instead of make's "No rule to make target 'configs/nope.yaml'".
+configs/%.yaml:
+	@echo "unknown profile '$*': there is no configs/$*.yaml; known profiles: $(sort $(basename $(notdir $(wildcard configs/*.yaml))))" >&2; exit 2
 
 $(PREFLAMP): notebooks/01_build_pref_lamp.ipynb $(CONFIG) $(LIB) | setup
 	$(RUN) 01_build_pref_lamp
