@@ -2,6 +2,7 @@
 atomic: nothing partial is left behind. Tiny fixtures, no language models."""
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 import os
@@ -159,6 +160,11 @@ BAD_FILES = {  # name -> (bytes of the file, what the error says after "<file>: 
     "html": (b"<html><head><title>404 Not Found</title></head></html>", r"got an HTML page where JSON was expected"),
     "utf16": (_lines(tldr_rows()).encode("utf-16"),
               r"UTF-16-LE byte-order mark: the file must be UTF-8; convert it with `iconv -f UTF-16 -t UTF-8"),
+    # a .json.gz saved under the .json name was once diagnosed as UTF-16 (its NUL bytes)
+    "gzip": (gzip.compress(_lines(tldr_rows()).encode()),
+             r"gzip-compressed data where JSON text was expected: decompress it first \(`gunzip -c"),
+    "zip": (b"PK\x03\x04" + bytes(40), r"zip-compressed data where JSON text was expected"),
+    "deep": (b'{"a": ' * 3000 + b"1" + b"}" * 3000 + b"\n", r"(line 1: )?JSON nested too deeply to read"),
 }
 
 
@@ -170,6 +176,19 @@ def test_prefdata_bad_file_named(tmp_path, case, suffix):
     f.write_bytes(raw)
     with pytest.raises(ValueError, match=re.escape(f"{case}{suffix}") + ": " + says):
         prefdata.load("tldr", path=f)
+
+
+@pytest.mark.parametrize("case", ["gzip", "deep"])
+def test_lamp_and_jsonl_readers_name_compressed_and_deep_files(tmp_path, case):
+    from lib.data import lamp
+
+    raw, says = BAD_FILES[case]
+    f = tmp_path / "dev_questions.json"
+    f.write_bytes(raw)
+    with pytest.raises(io.BadFileError, match="dev_questions.json: " + says):
+        lamp.parse_json(raw, f)
+    with pytest.raises(io.BadFileError, match="dev_questions.json: " + says):
+        io.read_jsonl(f)
 
 
 def test_prefdata_jsonl_bad_line(tmp_path):
@@ -368,6 +387,23 @@ def test_check_methods_arch():
         rewards.check_methods(["lore"], {"lroe": {"rank": 4}})
     with pytest.raises(ValueError, match=r"arch\['lore'\]: unknown option\(s\) \['rnak'\]; lore takes \['rank'\]"):
         rewards.check_methods(["lore"], {"lore": {"rnak": 4}})
+
+
+
+@pytest.mark.parametrize("method,kw,says", [
+    ("pal", {"n_prototypes": 0}, "n_prototypes must be a whole number >= 1, got 0"),
+    ("pal", {"temperature": float("nan")}, "temperature must be a finite number > 0, got nan"),
+    ("vpl", {"n_context": 0}, "n_context must be a whole number >= 1, got 0"),
+    ("vpl", {"beta": -1.0}, "beta must be a finite number >= 0, got -1.0"),
+    ("lore", {"rank": 2.5}, "rank must be a whole number >= 1, got 2.5"),
+    ("user_embedding", {"emb_dim": -3}, "emb_dim must be a whole number >= 1, got -3"),
+])
+def test_meaningless_architecture_is_refused_up_front(method, kw, says):
+    """A PAL with 0 prototypes or a VPL with 0 context pairs used to train into a constant reward, unflagged."""
+    with pytest.raises(ValueError, match=re.escape(f"{method}: {says}")):
+        rewards.METHODS[method]("b", "lm_last", 4, ["u1", "u2"], **kw)
+    with pytest.raises(ValueError, match=re.escape(f"arch[{method!r}]: {method}: {says}")):
+        rewards.check_methods([method], {method: kw})
 
 
 def test_train_zoo_fails_before_training(tmp_path):

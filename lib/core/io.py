@@ -13,6 +13,7 @@ import os
 import random
 import re
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
@@ -141,6 +142,24 @@ _BOMS = [(b"\xff\xfe\x00\x00", "UTF-32-LE"), (b"\x00\x00\xfe\xff", "UTF-32-BE"),
          (b"\xff\xfe", "UTF-16-LE"), (b"\xfe\xff", "UTF-16-BE")]
 
 
+# magic bytes of compressed files that users save under a .json / .jsonl name (a .json.gz renamed, say)
+_COMPRESSED = [(b"\x1f\x8b", "gzip", "gunzip -c '{p}' > '{out}'"), (b"PK\x03\x04", "zip", "unzip -p '{p}' > '{out}'"),
+               (b"BZh", "bzip2", "bunzip2 -c '{p}' > '{out}'"), (b"\xfd7zXZ\x00", "xz", "unxz -c '{p}' > '{out}'"),
+               (b"\x28\xb5\x2f\xfd", "zstd", "zstd -dc '{p}' > '{out}'")]
+
+
+def loads(path, text: str, where: str = ""):
+    """``json.loads(text)`` of (a line of) ``path``; a document nested too deeply for the parser is a
+    :class:`BadFileError` naming the file (and ``where``), not a bare RecursionError. JSON syntax errors
+    propagate as :class:`json.JSONDecodeError` for the caller to word."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise BadFileError(f"{path}{': ' + where if where else ''}: JSON nested too deeply to read "
+                           f"(over {sys.getrecursionlimit()} levels); no record of this project nests like that: "
+                           "is it the right file?") from None
+
+
 def _not_utf8(path, found: str, enc: str) -> BadFileError:
     return BadFileError(f"{path}: {found}: the file must be UTF-8; convert it with "
                         f"`iconv -f {enc} -t UTF-8 '{path}' > '{Path(path).stem}.utf8{Path(path).suffix}'` "
@@ -162,7 +181,12 @@ def decode_text(path, raw: bytes, what: str = "JSON") -> str:
     """``raw`` (the bytes of ``path``) as UTF-8 text (a UTF-8 byte-order mark is dropped), or
     :class:`BadFileError` naming the file: a UTF-16 / UTF-32 file (byte-order mark or NUL bytes), bytes that
     are not UTF-8 (with the line), or an HTML page (first non-space character ``<``: e.g. an error or login
-    page saved in place of a download). The project's one "must be UTF-8" check (LaMP, JSON lines, JSON)."""
+    page saved in place of a download), or compressed data (gzip, zip, bzip2, xz, zstd: decompress it first).
+    The project's one "must be UTF-8" check (LaMP, JSON lines, JSON)."""
+    for magic, kind, cmd in _COMPRESSED:
+        if raw.startswith(magic):
+            raise BadFileError(f"{path}: {kind}-compressed data where {what} text was expected: decompress it first "
+                               f"(`{cmd.format(p=path, out=Path(path).with_suffix('.decompressed' + Path(path).suffix))}`) and point the loader at the result")
     for bom, enc in _BOMS:
         if raw.startswith(bom):  # iconv reads the byte order from the mark (and drops it) given just UTF-16/32
             raise _not_utf8(path, f"{enc} byte-order mark", enc[:6])
@@ -195,7 +219,7 @@ def parse_jsonl(path, text: str) -> list[dict]:
         if not line.strip():
             continue
         try:
-            rec = json.loads(line.rstrip("\n"))
+            rec = loads(path, line.rstrip("\n"), f"line {i}")
         except json.JSONDecodeError as e:
             if i == last and _truncated(line, e):
                 raise BadFileError(f"{path}: line {i}: the file ends inside a record (truncated? {e.msg}); "
@@ -218,7 +242,7 @@ def read_jsonl(path) -> list[dict]:
 def _is_object(line: str) -> bool:
     try:
         return isinstance(json.loads(line), dict)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return False
 
 
@@ -232,7 +256,7 @@ def check_json(path, raw: bytes | None = None):
         raise BadFileError(f"{path}: empty file (expected JSON records)")
     text = decode_text(path, raw)
     try:
-        return json.loads(text)
+        return loads(path, text)
     except json.JSONDecodeError as e:
         doc_err = e
     lines = [line for line in io.StringIO(text, newline=None) if line.strip()]

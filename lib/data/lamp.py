@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.io import BadFileError, atomic_path, decode_text, sha256_file, write_json
+from ..core.io import BadFileError, atomic_path, decode_text, loads, sha256_file, write_json
 
 BASE_URL = "https://ciir.cs.umass.edu/downloads/LaMP"
 
@@ -89,7 +89,7 @@ def parse_json(data: bytes, file) -> object:
     """The JSON value of a LaMP file's bytes; not UTF-8 or an HTML page: :class:`lib.core.io.BadFileError`."""
     text = decode_text(file, data)
     try:
-        return json.loads(text)
+        return loads(file, text)
     except json.JSONDecodeError as e:
         raise LaMPFormatError(file, f"invalid or truncated JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
 
