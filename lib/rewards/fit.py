@@ -308,4 +308,8 @@ def check_methods(methods, arch: dict | None = None) -> list[str]:
         if bad:
             raise ValueError(f"arch[{m!r}]: unknown option(s) {bad}; {m} takes {sorted(own) or 'none'} "
                              "(and the keywords of train())")
+        try:  # the values too (sizes >= 1, ...): a head on 2-d features of one user costs nothing
+            METHODS[m]("check", "lm_last", 2, ["u"], **{k: v for k, v in kw.items() if k in own})
+        except ValueError as e:
+            raise ValueError(f"arch[{m!r}]: {e}") from None
     return methods

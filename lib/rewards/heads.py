@@ -46,6 +46,22 @@ def load_reward_model(directory, device=None, calibrated: bool = True) -> Reward
 
 
 # --- the methods ---------------------------------------------------------------------------
+def _check_arch(method: str, positive: dict | None = None, non_negative: dict | None = None) -> None:
+    """Architecture sizes that must be whole numbers >= 1 (``positive``; floats > 0 for a temperature) and
+    weights that must be finite and >= 0 (``non_negative``): a PAL with 0 prototypes or a VPL with 0 context
+    pairs would train into a constant reward and look like a finding."""
+    for k, v in (positive or {}).items():
+        whole = k != "temperature"
+        ok = (isinstance(v, int) and not isinstance(v, bool) and v >= 1) if whole else \
+            (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0)
+        if not ok:
+            raise ValueError(f"{method}: {k} must be {'a whole number >= 1' if whole else 'a finite number > 0'}, "
+                             f"got {v!r}")
+    for k, v in (non_negative or {}).items():
+        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0):
+            raise ValueError(f"{method}: {k} must be a finite number >= 0, got {v!r}")
+
+
 class BT(RewardModel):
     """One Bradley-Terry reward shared by all users (Bradley & Terry 1952; Ouyang et al. 2022)."""
 
@@ -85,6 +101,7 @@ class UserEmbedding(RewardModel):
     user_tables = ("E",)
 
     def __init__(self, backbone, feature_kind, dim, users, emb_dim: int = 8, **arch):
+        _check_arch(self.method, {"emb_dim": emb_dim})
         super().__init__(backbone, feature_kind, dim, users, emb_dim=emb_dim, **arch)
         self.w = nn.Parameter(torch.zeros(dim))
         self.U = nn.Parameter(torch.randn(dim, emb_dim) / math.sqrt(dim))
@@ -102,6 +119,7 @@ class LoRe(RewardModel):
     user_tables = ("logits",)
 
     def __init__(self, backbone, feature_kind, dim, users, rank: int = 4, **arch):
+        _check_arch(self.method, {"rank": rank})
         super().__init__(backbone, feature_kind, dim, users, rank=rank, **arch)
         self.B = nn.Parameter(torch.randn(rank, dim) / math.sqrt(dim))
         self.logits = nn.Parameter(0.01 * torch.randn(len(self.users), rank))
@@ -127,6 +145,7 @@ class PAL(RewardModel):
 
     def __init__(self, backbone, feature_kind, dim, users, n_prototypes: int = 4, latent_dim: int = 16,
                  temperature: float = 0.1, **arch):
+        _check_arch(self.method, {"n_prototypes": n_prototypes, "latent_dim": latent_dim, "temperature": temperature})
         super().__init__(backbone, feature_kind, dim, users, n_prototypes=n_prototypes, latent_dim=latent_dim,
                          temperature=temperature, **arch)
         self.P = nn.Parameter(torch.randn(latent_dim, dim) / math.sqrt(dim * latent_dim))
@@ -151,6 +170,8 @@ class VPL(RewardModel):
 
     def __init__(self, backbone, feature_kind, dim, users, latent_dim: int = 8, enc_hidden: int = 64,
                  n_context: int = 8, beta: float = 1e-3, **arch):
+        _check_arch(self.method, {"latent_dim": latent_dim, "enc_hidden": enc_hidden, "n_context": n_context},
+                    {"beta": beta})
         super().__init__(backbone, feature_kind, dim, users, latent_dim=latent_dim, enc_hidden=enc_hidden,
                          n_context=n_context, beta=beta, **arch)
         self.phi = nn.Sequential(nn.Linear(dim, enc_hidden), nn.GELU(), nn.Linear(enc_hidden, enc_hidden), nn.GELU())
