@@ -29,6 +29,7 @@ def test_hub_model_offline_without_cache_explains(monkeypatch, tmp_path):
 def test_packaged_policy_loads_from_the_cached_folder():
     folder = models.local_folder("smollm2-135m")
     assert (folder / "config.json").exists() and not list(folder.parent.glob(".smollm2-135m.*"))
+    assert models.folder_damage(folder) is None
     model, tok = models.load_causal_lm("smollm2-135m", device="cpu")
     assert model.config.hidden_size == 576 and models.has_chat_template(tok)
     out = greedy.greedy_generate(model, tok, ["Say hello.", "Name a colour."], max_new_tokens=6, batch_size=2)
@@ -86,3 +87,44 @@ def test_decoder_of_is_the_body_under_lm_head():
     ids = torch.tensor([[5, 6, 7]])
     h = models.decoder_of(lm)(input_ids=ids).last_hidden_state
     torch.testing.assert_close(lm.lm_head(h), lm(input_ids=ids).logits)
+
+
+def _fake_dequantise(calls):
+    def dequantise(s, out):
+        from lib.core.io import atomic_dir
+
+        calls.append(s.name)
+        with atomic_dir(out) as tmp:
+            (tmp / "config.json").write_text("{}")
+            (tmp / "model.safetensors").write_bytes(b"\0" * 1000)
+            models.mark_complete(tmp)
+    return dequantise
+
+
+def test_damaged_model_folder_is_re_created_with_a_warning(monkeypatch, tmp_path):
+    """A truncated dequantised folder used to count as complete (it had a config.json) and then failed with
+    safetensors' "incomplete metadata" and no path."""
+    monkeypatch.setenv("PRC_CACHE", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(models, "_dequantise", _fake_dequantise(calls))
+    folder = models.local_folder("smollm2-135m")
+    assert calls == ["smollm2-135m"] and models.folder_damage(folder) is None
+    assert models.local_folder("smollm2-135m") == folder and len(calls) == 1  # a sound folder is reused
+    with open(folder / "model.safetensors", "r+b") as f:
+        f.truncate(10)
+    assert "model.safetensors has 10 bytes, 1000 when written" in models.folder_damage(folder)
+    with pytest.warns(UserWarning, match=r"model\.safetensors has 10 bytes.*re-creating it from the package"):
+        models.local_folder("smollm2-135m")
+    assert len(calls) == 2 and (folder / "model.safetensors").stat().st_size == 1000
+    (folder / models.COMPLETE).unlink()  # a folder of an older release, or an interrupted copy
+    with pytest.warns(UserWarning, match="no readable .complete.json"):
+        models.local_folder("smollm2-135m")
+    assert len(calls) == 3
+
+
+def test_unloadable_model_folder_names_itself(monkeypatch, tmp_path):
+    monkeypatch.setenv("PRC_CACHE", str(tmp_path))
+    monkeypatch.setattr(models, "_dequantise", _fake_dequantise([]))
+    with pytest.raises(models.ModelUnavailableError, match=rf"{tmp_path}/models/smollm2-135m could not be loaded.*"
+                                                           "delete it and run again"):
+        models.load_causal_lm("smollm2-135m", device="cpu")

@@ -18,6 +18,7 @@ files are located with :func:`importlib.util.find_spec`.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,16 +108,27 @@ def _gguf_file(s: ModelSpec) -> Path:
     return path
 
 
-def local_folder(name: str) -> Path:
-    """Return a plain HF folder for a packaged causal LM, dequantising the GGUF once."""
-    s = spec(name)
-    if s.source == "st-package":
-        return _package_dir(s) / s.filename
-    if s.source != "gguf-package":
-        raise ValueError(f"{name} is a hub model; it has no packaged folder")
-    out = cache_dir() / "models" / name
-    if (out / "config.json").exists():
-        return out
+COMPLETE = ".complete.json"  # written last into a dequantised folder: the size of every file it holds
+
+
+def folder_damage(folder: Path) -> str | None:
+    """Why a dequantised model folder cannot be trusted (None: complete): no completion record (an older
+    release or an interrupted copy), a file it lists missing or of another size (truncated by a full disk or a
+    killed copy)."""
+    try:
+        sizes = json.loads((folder / COMPLETE).read_text())
+    except (OSError, ValueError):
+        return f"no readable {COMPLETE}"
+    for name, size in sizes.items():
+        f = folder / name
+        if not f.is_file():
+            return f"{name} is missing"
+        if f.stat().st_size != size:
+            return f"{name} has {f.stat().st_size} bytes, {size} when written (truncated?)"
+    return None
+
+
+def _dequantise(s: ModelSpec, out: Path) -> None:
     gguf = _gguf_file(s)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -127,6 +139,32 @@ def local_folder(name: str) -> Path:
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
+        mark_complete(tmp)
+
+
+def mark_complete(folder: Path) -> None:
+    """Record the size of every file of ``folder`` (written last, inside the atomic write)."""
+    sizes = {f.name: f.stat().st_size for f in sorted(Path(folder).iterdir()) if f.is_file() and f.name != COMPLETE}
+    (Path(folder) / COMPLETE).write_text(json.dumps(sizes, indent=1) + "\n")
+
+
+def local_folder(name: str) -> Path:
+    """Return a plain HF folder for a packaged causal LM, dequantising the GGUF once. A folder that fails its
+    check (:func:`folder_damage`) is re-created from the package, with a warning saying why."""
+    s = spec(name)
+    if s.source == "st-package":
+        return _package_dir(s) / s.filename
+    if s.source != "gguf-package":
+        raise ValueError(f"{name} is a hub model; it has no packaged folder")
+    out = cache_dir() / "models" / name
+    if out.exists():
+        why = folder_damage(out)
+        if why is None:
+            return out
+        import warnings
+
+        warnings.warn(f"{out}: {why}; re-creating it from the package {s.package}")
+    _dequantise(s, out)
     return out
 
 
@@ -168,7 +206,14 @@ def load_causal_lm(name: str, device=None, dtype=None):
         raise ValueError(f"{name} is a {s.kind}, not a causal LM")
     device, dtype = auto_device_dtype(device, dtype)
     src = _hub_source(s) if s.source == "hub" else local_folder(name)
-    model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype).to(device).eval()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype)
+    except Exception as e:  # a damaged checkpoint: say which folder, not only safetensors' "incomplete metadata"
+        hint = "delete it and run again: it is re-created from the package" if s.source != "hub" else \
+            "delete it from the hub cache and download it again"
+        raise ModelUnavailableError(f"model {name!r}: {src} could not be loaded ({type(e).__name__}: "
+                                    f"{str(e)[:200]}); {hint}") from e
+    model = model.to(device).eval()
     model.requires_grad_(False)
     model.registry_name = name  # lets lib.decoding.rgd tell whether a reward model shares the policy's backbone
     tok = load_tokenizer(name)
