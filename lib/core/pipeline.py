@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .. import REPO_ROOT
 from .config import data_root, load_profile
+from .params import check_parameters
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 
@@ -95,7 +96,21 @@ def parameters_for(name: str, profile: str, configs_dir=None) -> dict:
     bad = [e for k, v in params.items() if (e := _type_error(k, v, declared[k]))]
     if bad:
         raise TypeError(f"{where}, notebook {path.stem}: " + "; ".join(bad))
+    check_parameters(_defaults(declared) | params, f"{where}, notebook {path.stem}")
     return params
+
+
+def _defaults(declared: dict) -> dict:
+    """The notebook's declared defaults that are plain literals (as papermill reports their source)."""
+    import ast
+
+    out = {}
+    for k, src in declared.items():
+        try:
+            out[k] = ast.literal_eval(src)
+        except (ValueError, SyntaxError):
+            pass
+    return out
 
 
 def apply_profile(namespace: dict, name: str, verbose: bool = True, configs_dir=None) -> dict:
@@ -124,6 +139,9 @@ def apply_profile(namespace: dict, name: str, verbose: bool = True, configs_dir=
     if verbose and changed:
         print(f"[profile {namespace.get('profile')}] from configs/{namespace.get('profile')}.yaml: "
               + ", ".join(f"{k}={v!r}" for k, v in changed.items()), flush=True)
+    # the values the notebook will run with, hand edits of the parameters cell included
+    check_parameters({k: namespace[k] for k in declared_parameters(path) if k in namespace},
+                     f"notebook {path.stem} (profile {namespace.get('profile', KEEP_PROFILE)})")
     return changed
 
 

@@ -49,6 +49,8 @@ class TeacherForced:
         return len(self.logp)
 
 
+DEFINITIONS = ("cumulative", "rgd_likelihood")  # sequence_scores: the two policy-accuracy definitions
+
 def _ids(tok, response) -> list[int]:
     return list(map(int, response)) if isinstance(response, (list, tuple)) else \
         tok(response, add_special_tokens=False)["input_ids"]
@@ -192,12 +194,14 @@ def teacher_forced_sets(policy, tok, rms: dict, prompts, response_sets, users, k
 
 def sequence_scores(tfs: list[TeacherForced], ws, definition: str = "cumulative", normalise: bool = False) -> np.ndarray:
     """Score ``S_w(y)`` of each teacher-forced response for each ``w``: array ``[N, len(ws)]``."""
+    if definition not in DEFINITIONS:
+        raise ValueError(f"unknown definition {definition!r}; one of {DEFINITIONS}")
     ws = np.asarray(ws, dtype=np.float64)
     out = np.empty((len(tfs), len(ws)))
     for n, tf in enumerate(tfs):
         if definition == "cumulative":
             s = tf.logp.sum() + ws * tf.r_gold.sum()
-        elif definition == "rgd_likelihood":
+        else:  # rgd_likelihood
             gold = tf.logp[None] + ws[:, None] * tf.r_gold[None]  # [W, T]
             other = tf.cand_logp[None] + ws[:, None, None] * tf.cand_r[None]  # [W, T, k]
             other = np.where((np.arange(tf.cand_ids.shape[1])[None] == tf.gold_idx[:, None])[None], -np.inf, other)
@@ -205,8 +209,6 @@ def sequence_scores(tfs: list[TeacherForced], ws, definition: str = "cumulative"
             m = allv.max(-1, keepdims=True)
             lse = (m[..., 0] + np.log(np.exp(allv - m).sum(-1)))
             s = (gold - lse).sum(-1)
-        else:
-            raise ValueError(f"unknown definition {definition!r}; 'cumulative' or 'rgd_likelihood'")
         out[n] = s / len(tf) if normalise else s
     return out
 
