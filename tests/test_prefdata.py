@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 
 import numpy as np
@@ -172,8 +173,30 @@ def test_personalllm_rejects_malformed(tmp_path):
 def test_split_users_needs_two_users():
     with pytest.raises(ValueError, match="need 2"):
         prefdata.split_users({"a": [{"pair_id": "1"}] * 5}, "t")
-    with pytest.raises(ValueError, match="min_pairs must be at least 2"):
+    with pytest.raises(ValueError, match=r"t: split_users: min_pairs=1 is out of range; allowed: a whole number >= 2"):
         prefdata.split_users(_by_user(3, 1), "t", min_pairs=1)
+
+
+@pytest.mark.parametrize("kw,says", [
+    ({"test_frac": 1.5}, "test_frac=1.5 is out of range; allowed: a finite number in (0, 1)"),
+    ({"unseen_frac": -0.5}, "unseen_frac=-0.5 is out of range"),
+    ({"max_users": 0}, "max_users=0 is out of range; allowed: a whole number >= 2 or None"),
+    ({"max_users": -2}, "max_users=-2 is out of range"),
+    ({"max_pairs_per_user": 1}, "max_pairs_per_user=1 is out of range; allowed: a whole number >= 2 or None "
+                                "(a train and a test pair per user)"),
+])
+def test_split_settings_that_would_empty_or_bend_the_data_name_themselves(kw, says):
+    """max_users: 0 used to keep everyone, -2 to slice; max_pairs_per_user: 1 was blamed on identical pairs."""
+    with pytest.raises(ValueError, match=re.escape(says)):
+        prefdata.split_users(_by_user(4, 6), "t", **kw)
+
+
+@pytest.mark.parametrize("kw,says", [({"alpha": 0}, "alpha=0 is out of range; allowed: a finite number > 0"),
+                                     ({"n_users": -3}, "n_users=-3 is out of range"),
+                                     ({"alpha": float("nan")}, "alpha=nan is not finite")])
+def test_personalllm_settings_are_checked_before_reading(tmp_path, kw, says):
+    with pytest.raises(ValueError, match=re.escape("personalllm: " + says)):
+        prefdata.load_personalllm(path=tmp_path / "never-read.parquet", **kw)
 
 
 def test_personalllm_skips_response_model_columns(tmp_path):

@@ -192,6 +192,15 @@ RULES: dict[str, Rule] = {
 }
 
 
+def check_values(where: str, rules: dict, values: dict) -> None:
+    """``ValueError`` after ``where`` listing every ``values[name]`` that ``rules[name]`` refuses: the check library
+    functions run on their own arguments, worded like the notebook parameters'."""
+    bad = [f"{k}={v!r:.80} {why}; allowed: {rules[k].describe()}" for k, v in values.items()
+           if (why := rules[k].error(v)) is not None]
+    if bad:
+        raise ValueError(f"{where}: " + "; ".join(bad))
+
+
 def check_parameters(values: dict, where: str) -> None:
     """``ValueError`` listing every value of ``values`` (parameter -> value) that its rule refuses, each with the
     key, the value and what is allowed, after ``where`` (the profile file and notebook). A parameter without a

@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.params import check_values, count, fraction, number
+
 HUB = {"tldr": ("openai/summarize_from_feedback", "comparisons"),
        "prism": ("HannahRoseKirk/prism-alignment", "utterances"),
        "personalllm": ("namkoong-lab/PersonalLLM", None)}
@@ -185,6 +187,12 @@ def _check_bad_fraction(task: str, n_bad: int, n_records: int, cause: str) -> No
                          f"{MAX_BAD_FRACTION:.0%}, so the file as a whole looks wrong (not the {task} schema?)")
 
 
+SPLIT_RULES = {"unseen_frac": fraction(lo_open=False), "test_frac": fraction(),
+               "min_pairs": count(2, why="a train and a test pair per user"),
+               "max_users": count(2, optional=True, why="a seen and an unseen user"),
+               "max_pairs_per_user": count(2, optional=True, why="a train and a test pair per user"), "seed": count(0)}
+
+
 def split_users(by_user: dict[str, list[dict]], task: str, unseen_frac: float = 0.25, test_frac: float = 0.25,
                 min_pairs: int = 4, max_users: int | None = None, max_pairs_per_user: int | None = None,
                 seed: int = 0, drops: dict | None = None, counts: dict | None = None) -> list[dict]:
@@ -207,8 +215,8 @@ def split_users(by_user: dict[str, list[dict]], task: str, unseen_frac: float = 
     which the users below ``min_pairs`` are added; they are warned once, copied into ``drops`` when given, and
     listed in the error when fewer than 2 users are left.
     """
-    if min_pairs < 2:
-        raise ValueError(f"min_pairs must be at least 2 (a train and a test pair per user), not {min_pairs}")
+    check_values(f"{task}: split_users", SPLIT_RULES, {"unseen_frac": unseen_frac, "test_frac": test_frac,
+                 "min_pairs": min_pairs, "max_users": max_users, "max_pairs_per_user": max_pairs_per_user, "seed": seed})
     rng = random.Random(seed)
     users = sorted(u for u, ps in by_user.items() if len(ps) >= min_pairs)
     thin = [ps for u, ps in by_user.items() if len(ps) < min_pairs]
@@ -312,12 +320,18 @@ def dirichlet_users(n_users: int, n_rms: int, alpha: float = 0.1, seed: int = 0)
     return np.random.default_rng(seed).dirichlet([alpha] * n_rms, size=n_users)
 
 
+PERSONALLLM_RULES = {"n_users": count(2, why="a seen and an unseen user"), "alpha": number(0, lo_open=True),
+                     "prompts_per_user": count(1), "seed": count(0)}
+
+
 def load_personalllm(path=None, splits=("train",), revision=None, n_users: int = 100, alpha: float = 0.1,
                      prompts_per_user: int = 20, seed: int = 0, **split_kw) -> list[dict]:
     """PersonalLLM -> pair records of simulated users (Dirichlet mixtures of its reward columns).
 
     ``seed`` seeds the users' weights, their prompts and response pairs, and the user / pair split.
     """
+    check_values("personalllm", PERSONALLLM_RULES, {"n_users": n_users, "alpha": alpha,
+                                                    "prompts_per_user": prompts_per_user, "seed": seed})
     rows = list(read_rows("personalllm", path, splits, revision))
     if not rows:
         raise ValueError("PersonalLLM: no records")
