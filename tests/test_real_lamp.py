@@ -227,3 +227,41 @@ def test_force_downloads_hand_placed_files_again(tmp_path, monkeypatch):
     monkeypatch.setattr(lamp, "_fetch", lambda u, *a: (calls.append(u), files[u])[1])
     m = lamp.download(root, tasks=["LaMP-4"], splits=["dev"], force=True)
     assert sorted(calls) == sorted(files) and m["LaMP_4/dev/dev_questions.json"]["url"] in files
+
+
+def test_a_repeated_profile_item_id_is_skipped_and_counted(raw, tmp_path):
+    """A profile that lists one item id twice built two pairs with one pair_id, and notebook 02 stopped at
+    "PairFeatures: duplicate pair_id" with no id; the repeat is now skipped, counted and warned."""
+    import shutil
+
+    copy = tmp_path / "lamp"
+    shutil.copytree(raw, copy)
+    qf = lamp.file_path(copy, "LaMP-4", "dev", "questions")
+    qs = json.loads(qf.read_text())
+    q = next(q for q in qs if len(q["profile"]) >= 3)
+    q["profile"].append(dict(q["profile"][0], title="Another headline under the same id"))
+    qf.write_text(json.dumps(qs))
+    with pytest.warns(UserWarning, match=r"LaMP-4: 1 profile items skipped: an earlier item of the same profile"):
+        m = preflamp.build(copy, tmp_path / "p", generator=fake_gen, corpus="lamp", tasks=["LaMP-4"],
+                           rejected="policy", min_profile=2, max_pairs_per_user=16)
+    assert m["tasks"]["LaMP-4"]["profile_items_skipped_duplicate_id"] == 1
+    ids = [p["pair_id"] for p in preflamp.load_pairs(tmp_path / "p")]
+    assert len(ids) == len(set(ids))
+    assert "Another headline under the same id" not in {p["chosen"] for p in preflamp.load_pairs(tmp_path / "p")}
+
+
+def test_an_empty_questions_file_is_an_error(raw, tmp_path):
+    qf = tmp_path / "dev_questions.json"
+    qf.write_text("[]")
+    with pytest.raises(LaMPFormatError, match=r"dev_questions\.json: the list of questions is empty"):
+        lamp.validate_questions(lamp.parse_json(qf.read_bytes(), qf), "LaMP-4", qf)
+
+
+def test_duplicate_pair_ids_are_named():
+    import torch
+
+    from lib.rewards import PairFeatures
+
+    x = torch.zeros(3, 2)
+    with pytest.raises(ValueError, match=r"1 pair_id\(s\) occur more than once, e.g. \['LaMP-4/u/1'\]"):
+        PairFeatures("b", "lm_last", ["LaMP-4/u/1", "LaMP-4/u/2", "LaMP-4/u/1"], x, x)

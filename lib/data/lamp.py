@@ -106,6 +106,8 @@ def validate_questions(obj, task: str, file) -> list[dict]:
     spec = task_spec(task)
     if not isinstance(obj, list):
         raise LaMPFormatError(file, f"expected a JSON list of questions, got {type(obj).__name__}")
+    if not obj:
+        raise LaMPFormatError(file, "the list of questions is empty (an interrupted download or export?)")
     seen = set()
     for i, q in enumerate(obj):
         if not isinstance(q, dict):

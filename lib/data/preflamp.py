@@ -9,7 +9,8 @@ corpus gives several questions one profile, and questions are grouped by their p
   source (article, abstract), chosen = the user's own output, rejected = a non-personalised output
   for the same prompt (see below). Pairs whose rejected is empty or equals the chosen (case- and
   space-insensitively) are dropped (counted in ``pairs_dropped_identical``). Profile items with an empty
-  output (or, but for LaMP-7, an empty source) are skipped (``profile_items_skipped_empty``).
+  output (or, but for LaMP-7, an empty source) are skipped (``profile_items_skipped_empty``), and so is an
+  item whose id an earlier item of its profile has (``profile_items_skipped_duplicate_id``).
 * **LaMP-7** profiles hold only the user's tweets, so the input of a profile pair is a *paraphrase of
   the tweet by the base policy* (the generator, prompted with LaMP-7's own instruction
   ``"Paraphrase the following tweet without any explanation before or after it: " + tweet``), as
@@ -69,6 +70,7 @@ DEFAULTS = dict(tasks=("LaMP-4", "LaMP-5", "LaMP-7"), split="dev", max_users=Non
 MIN_PAIRS = 2  # a kept user needs a train and a test pair
 # counts added for real LaMP (every build_task reports them; see the module docstring)
 NEW_COUNTS = ("users_dropped_too_few_pairs", "pairs_dropped_with_users", "profile_items_skipped_empty",
+              "profile_items_skipped_duplicate_id",
               "queries_dropped_empty_gold", "queries_truncated")
 REJECTED = ("policy", "other_user", "other_rule")
 # How the base policy is asked for the paraphrase that becomes a LaMP-7 pair input: LaMP-7's own
@@ -151,8 +153,16 @@ def _user_order(users: dict, task: str, p: dict, counts: dict) -> list[str]:
 
 
 def _usable_items(task: str, profile: list[dict], p: dict, counts: dict) -> list[dict]:
-    """The profile items with an output (and a source, but for LaMP-7), sorted by id; the others are counted."""
+    """The profile items with an output (and a source, but for LaMP-7), sorted by id; the others are counted, and
+    so is an item whose id an earlier item of the same profile already has (the first is kept: two pairs with
+    one id would collide downstream)."""
     need_source = bool(lamp.task_spec(task).source_field)
+    first = {}
+    for it in profile:
+        first.setdefault(it["id"], it)
+    if len(first) < len(profile):
+        counts["profile_items_skipped_duplicate_id"] += len(profile) - len(first)
+        profile = list(first.values())
     prof = [profile_item(task, it, p["max_source_chars"]) for it in profile]
     ok = [it for it in prof if it["output"] and (it["source"] or not need_source)]
     counts["profile_items_skipped_empty"] += len(prof) - len(ok)
@@ -229,6 +239,9 @@ def _warn_query_drops(task: str, counts: dict, p: dict) -> None:
     if counts["queries_dropped_empty_gold"]:
         warnings.warn(f"{task}: {counts['queries_dropped_empty_gold']} queries dropped: their gold output is "
                       "empty (ROUGE cannot score them)")
+    if counts["profile_items_skipped_duplicate_id"]:
+        warnings.warn(f"{task}: {counts['profile_items_skipped_duplicate_id']} profile items skipped: an earlier "
+                      "item of the same profile has their id (the first is kept)")
     if counts["queries_truncated"]:
         warnings.warn(f"{task}: {counts['queries_truncated']} query inputs longer than max_query_chars="
                       f"{p['max_query_chars']} characters were cut to that length (the end is cut)")

@@ -30,7 +30,11 @@ class PairFeatures:
     def __post_init__(self):
         self.index = {p: i for i, p in enumerate(self.pair_ids)}
         if len(self.index) != len(self.pair_ids):
-            raise ValueError("PairFeatures: duplicate pair_id")
+            from collections import Counter
+
+            dup = sorted(p for p, n in Counter(self.pair_ids).items() if n > 1)
+            raise ValueError(f"PairFeatures: {len(dup)} pair_id(s) occur more than once, e.g. {dup[:3]} (two pairs "
+                             "with one id: rebuild the dataset that made them, e.g. notebook 01's Pref-LaMP)")
         if self.chosen.shape != self.rejected.shape or len(self.chosen) != len(self.pair_ids):
             raise ValueError(f"PairFeatures: shapes {tuple(self.chosen.shape)} / {tuple(self.rejected.shape)} "
                              f"do not match {len(self.pair_ids)} pairs")
