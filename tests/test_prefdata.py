@@ -339,3 +339,31 @@ def test_prism_counts_single_response_turns_and_ties(tmp_path):
     with pytest.warns(UserWarning, match="1 comparisons whose scores tie"):
         prefdata.load_prism(path=write_jsonl(tmp_path / "v.jsonl", rows), drops=drops, min_pairs=2)
     assert drops["tied_scores"] == 1
+
+
+def test_numbers_written_as_strings_are_read_and_counted(tmp_path):
+    """An export that quoted its numbers (choice: "1", turn: "0") was coerced by datasets without a word."""
+    rows = tldr_rows()
+    rows[3]["choice"], rows[4]["choice"] = "1", " 0 "
+    drops = {}
+    with pytest.warns(UserWarning, match=r"2 records whose number fields \(choice, turn, score\) are strings"):
+        recs = prefdata.load_tldr(path=write_jsonl(tmp_path / "c.jsonl", rows), drops=drops)
+    assert drops == {"labels_as_strings": 2}
+    src = {r["chosen"] for r in recs}
+    assert rows[3]["summaries"][1]["text"].strip() in src and rows[4]["summaries"][0]["text"].strip() in src
+    rows[5]["choice"] = "first"
+    with pytest.raises(ValueError, match=r"record 5: field 'choice' must be an integer, got 'first'"):
+        prefdata.load_tldr(path=write_jsonl(tmp_path / "d.jsonl", rows))
+
+
+def test_prism_rating_outside_1_to_100_is_skipped_and_a_file_of_them_refused(tmp_path):
+    rows = prism_rows()
+    rows[0]["score"], rows[2]["turn"] = -1e9, "0"
+    drops = {}
+    with pytest.warns(UserWarning, match="1 PRISM ratings outside 1-100"):
+        prefdata.load_prism(path=write_jsonl(tmp_path / "u.jsonl", rows), drops=drops)
+    assert drops == {"score_out_of_range": 1, "labels_as_strings": 1}
+    for r in rows:
+        r["score"] = 1000
+    with pytest.raises(ValueError, match=r"prism: 40 of 40 records are PRISM ratings outside 1-100: more than 50%"):
+        prefdata.load_prism(path=write_jsonl(tmp_path / "v.jsonl", rows))

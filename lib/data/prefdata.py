@@ -53,6 +53,8 @@ DROP_CAUSES = {
     "identical_texts": "comparisons whose two texts are identical",
     "single_response_turn": "PRISM turns with fewer than two rated responses",
     "tied_scores": "comparisons whose scores tie (PRISM turns, PersonalLLM pairs)",
+    "labels_as_strings": "records whose number fields (choice, turn, score) are strings, read as numbers",
+    "score_out_of_range": "PRISM ratings outside 1-100",
     "users_below_min_pairs": "users with fewer than min_pairs pairs",
     "pairs_of_users_below_min_pairs": "pairs of those users",
 }
@@ -68,11 +70,13 @@ def _files(path) -> list[Path]:
     return files
 
 
-def check_local_file(f) -> None:
-    """Check a local json / jsonl / parquet file before ``datasets`` reads it, so that a bad one fails
-    with :class:`lib.core.io.BadFileError` (a ``ValueError``) naming the file and what is wrong: empty, not
-    UTF-8 (UTF-16 / UTF-32), an HTML page, invalid JSON (line, and column for ``.json``), truncated, or
-    not a valid parquet file."""
+def check_local_file(f) -> list[dict] | None:
+    """Check a local json / jsonl / parquet file, so that a bad one fails with :class:`lib.core.io.BadFileError`
+    (a ``ValueError``) naming the file and what is wrong: empty, not UTF-8 (UTF-16 / UTF-32), an HTML page,
+    compressed, invalid JSON (line, and column for ``.json``), truncated, not a list of records, or not a valid
+    parquet file. Returns the records of a JSON file as written (``datasets`` would turn a column that mixes
+    ``1`` and ``"1"`` into one type without a word; the loaders count such labels); None for parquet, which
+    ``datasets`` reads."""
     from ..core.io import BadFileError, check_json, decode_text, parse_jsonl
 
     f = Path(f)
@@ -97,12 +101,16 @@ def check_local_file(f) -> None:
                 why = f"unreadable footer ({type(e).__name__}: {str(e)[:160]})"
         if why:
             raise BadFileError(f"{f}: not a valid parquet file ({why}); fetch or regenerate it")
-    elif f.suffix == ".jsonl":
+        return None
+    if f.suffix == ".jsonl":
         if not raw.strip():
             raise BadFileError(f"{f}: empty file (expected JSON-lines records)")
-        parse_jsonl(f, decode_text(f, raw))
-    else:  # .json (a document or JSON lines) or a file given by name
-        check_json(f, raw)
+        return parse_jsonl(f, decode_text(f, raw))
+    records = check_json(f, raw)  # .json (a document or JSON lines) or a file given by name
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise BadFileError(f"{f}: expected a JSON list of records (objects), got a {type(records).__name__}"
+                           + (" holding non-objects" if isinstance(records, list) else ""))
+    return records
 
 
 def read_rows(name: str, path=None, splits=("train",), revision: str | None = None):
@@ -111,12 +119,13 @@ def read_rows(name: str, path=None, splits=("train",), revision: str | None = No
 
     if path is not None:
         for f in _files(path):
-            check_local_file(f)
-            try:
-                ds = datasets.load_dataset(SUFFIXES.get(f.suffix, "json"), data_files=str(f), split="train")
-            except Exception as e:  # arrow type errors etc.
-                raise ValueError(f"{f}: cannot be read as {name} records ({type(e).__name__}: {e})") from None
-            for i, row in enumerate(ds):
+            records = check_local_file(f)
+            if records is None:  # parquet
+                try:
+                    records = datasets.load_dataset("parquet", data_files=str(f), split="train")
+                except Exception as e:  # arrow type errors etc.
+                    raise ValueError(f"{f}: cannot be read as {name} records ({type(e).__name__}: {e})") from None
+            for i, row in enumerate(records):
                 yield f"{f}: record {i}", row
         return
     hub_id, config = HUB[name]
@@ -150,6 +159,25 @@ def _get(row, key, where, kind=str):
     if not ok:
         raise ValueError(f"{where}: field {key!r} must be a non-empty {getattr(kind, '__name__', kind)}, got {v!r:.80}")
     return v
+
+
+def _number(row, key, where, counts: dict, kind=int):
+    """``row[key]`` as a number: an int (or float) as is, a string that spells one read as it and counted
+    (``labels_as_strings``: an export that quoted its numbers), anything else an error naming record and field."""
+    v = row.get(key) if isinstance(row, dict) else None
+    if isinstance(v, str):
+        try:
+            n = kind(v.strip())
+        except ValueError:
+            n = None
+        if n is not None and (kind is int or np.isfinite(n)):
+            counts["labels_as_strings"] = counts.get("labels_as_strings", 0) + 1
+            return n
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (kind is float or isinstance(v, int))
+    if not ok or (kind is float and not np.isfinite(v)):
+        raise ValueError(f"{where}: field {key!r} must be {'an integer' if kind is int else 'a finite number'}, "
+                         f"got {v!r:.80}")
+    return kind(v)
 
 
 # --------------------------------------------------------------------------------- splitting
@@ -261,7 +289,7 @@ def load_tldr(path=None, splits=("train", "validation"), revision=None, **split_
         if not (info.get("post") or info.get("article")):
             raise ValueError(f"{where}: field 'info' has neither a 'post' nor an 'article'")
         summ = _get(row, "summaries", where, list)
-        choice = _get(row, "choice", where, int)
+        choice = _number(row, "choice", where, counts)
         if len(summ) != 2 or choice not in (0, 1):
             raise ValueError(f"{where}: field 'summaries' must hold 2 summaries and 'choice' be 0 or 1 "
                              f"(got {len(summ)} and {choice!r})")
@@ -286,17 +314,20 @@ def load_prism(path=None, splits=("train",), revision=None, pairs: str = "maxmin
     """PRISM utterances -> pair records from the scores of responses in the same turn (user = user_id)."""
     if pairs not in ("maxmin", "all"):
         raise ValueError(f"pairs must be 'maxmin' or 'all', not {pairs!r}")
-    turns = defaultdict(list)
+    turns, counts, n_records = defaultdict(list), {"score_out_of_range": 0}, 0
     for where, row in read_rows("prism", path, splits, revision):
+        n_records += 1
         conv, user = _get(row, "conversation_id", where), _get(row, "user_id", where)
-        turn = _get(row, "turn", where, int)
-        score = row.get("score")
-        if not isinstance(score, (int, float)) or isinstance(score, bool) or not np.isfinite(score):
-            raise ValueError(f"{where}: field 'score' must be a number, got {score!r}")
-        turns[(user, conv, turn)].append((float(score), _get(row, "model_response", where).strip(),
+        turn = _number(row, "turn", where, counts)
+        score = _number(row, "score", where, counts, float)
+        if not 1 <= score <= 100:  # PRISM's ratings are 1-100: anything else is a broken or sentinel value
+            counts["score_out_of_range"] += 1
+            continue
+        turns[(user, conv, turn)].append((score, _get(row, "model_response", where).strip(),
                                           _get(row, "user_prompt", where)))
+    _check_bad_fraction("prism", counts["score_out_of_range"], n_records, "score_out_of_range")
     by_user = defaultdict(list)
-    counts = {"single_response_turn": 0, "tied_scores": 0, "identical_texts": 0}
+    counts |= {"single_response_turn": 0, "tied_scores": 0, "identical_texts": 0}
     for (user, conv, turn), resp in sorted(turns.items()):
         if len(resp) < 2:
             counts["single_response_turn"] += 1
