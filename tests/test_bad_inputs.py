@@ -2,6 +2,7 @@
 atomic: nothing partial is left behind. Tiny fixtures, no language models."""
 from __future__ import annotations
 
+import errno
 import gzip
 import importlib.util
 import json
@@ -439,3 +440,30 @@ def test_corrupt_pair_feature_cache_names_the_file(tmp_path, damage, why):
     with pytest.raises(features.CorruptCacheError, match=re.escape(str(f)) + ".*" + why) as e:
         rewards.PairFeatures.compute(FakeFeat(), recs, n_prefix=1, cache_dir=tmp_path, progress=False)
     assert "weights_only" not in str(e.value) and "delete it" in str(e.value)
+
+
+def _enospc(*a, **k):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("writer", ["atomic_path", "atomic_dir"])
+def test_a_full_disk_names_the_file_and_the_free_space(tmp_path, writer):
+    target = tmp_path / "rms" / ("index.csv" if writer == "atomic_path" else "bt-0")
+    with pytest.raises(OSError) as e:
+        with getattr(io, writer)(target) as tmp:
+            (tmp if writer == "atomic_path" else tmp / "w.bin").write_bytes(b"x" * 3 * 2**20)
+            _enospc()
+    msg = str(e.value)
+    assert e.value.errno == errno.ENOSPC and f"no space left on the device of {target}" in msg
+    assert "MB free there; the write had put down 3 MB" in msg and "PRC_ROOT" in msg
+    assert not target.exists() and [p.name for p in target.parent.iterdir()] == []  # nothing partial left
+
+
+def test_a_full_disk_during_papermills_autosave_names_the_notebook(tmp_path, monkeypatch):
+    import papermill
+
+    from lib.core import pipeline
+
+    monkeypatch.setattr(papermill, "execute_notebook", _enospc)
+    with pytest.raises(OSError, match=rf"no space left on the device of {tmp_path}/06_figures_tables.ipynb"):
+        pipeline.run("06_figures_tables", "smoke", out_dir=tmp_path)

@@ -6,6 +6,7 @@ failing run never leaves a partial file behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -28,6 +29,29 @@ def _umask() -> int:
     return mask
 
 
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _size(p: Path) -> int:
+    if p.is_file():
+        return p.stat().st_size
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else 0
+
+
+def disk_full_error(path, e: OSError, written: int | None = None) -> OSError:
+    """The error of a write to ``path`` that ran out of disk (or quota): which file, how much is free on its
+    device, how much the write had put down, and where to go instead (``PRC_ROOT`` moves data/ and build/,
+    ``PRC_CACHE`` the model folders)."""
+    d = Path(path).parent
+    while not d.exists() and d != d.parent:
+        d = d.parent
+    mb = lambda n: f"{n / 2**20:,.0f} MB"  # noqa: E731
+    done = f"; the write had put down {mb(written)} when it failed" if written else ""
+    return OSError(e.errno, f"no space left on the device of {path} while writing it ({mb(shutil.disk_usage(d).free)} "
+                   f"free there{done}): free space, or put data/ and build/ on a larger disk with PRC_ROOT=<dir> "
+                   f"(PRC_CACHE=<dir> for the model folders) and run again ({e.strerror or e})")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
@@ -40,6 +64,10 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:
+        if e.errno in _DISK_FULL:
+            raise disk_full_error(path, e, _size(tmp)) from e
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -84,7 +112,12 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as e:
+            if e.errno in _DISK_FULL:
+                raise disk_full_error(path, e, _size(tmp)) from e
+            raise
         old = None
         if path.exists() or path.is_symlink():
             old = path.parent / f".{path.name}.{uuid.uuid4().hex}{_OLD_SUFFIX}"

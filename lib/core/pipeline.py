@@ -196,9 +196,18 @@ def run(name: str, profile: str = "smoke", out_dir: Path | None = None) -> Path:
     print(f"[pipeline] {path.name} (profile {profile}) -> {out}", flush=True)
     # iopub_timeout: how long to wait for a cell's outputs after it finished (nbclient's default, 4 s,
     # is too short for a busy 2-core machine; see notebooks/conftest.py for the same fix under nbval)
-    papermill.execute_notebook(str(path), str(out), parameters=params, kernel_name="python3",
-                               cwd=str(NOTEBOOKS), progress_bar=True, log_output=False,
-                               iopub_timeout=IOPUB_TIMEOUT_S, raise_on_iopub_timeout=True)
+    try:
+        papermill.execute_notebook(str(path), str(out), parameters=params, kernel_name="python3",
+                                   cwd=str(NOTEBOOKS), progress_bar=True, log_output=False,
+                                   iopub_timeout=IOPUB_TIMEOUT_S, raise_on_iopub_timeout=True)
+    except OSError as e:  # papermill saves the executed notebook after every cell: a full disk ends there
+        import errno
+
+        from .io import disk_full_error
+
+        if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            raise disk_full_error(out, e) from e
+        raise
     if profile == KEEP_PROFILE:
         n = keep_outputs(out, path)
         if n:
