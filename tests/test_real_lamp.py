@@ -265,3 +265,27 @@ def test_duplicate_pair_ids_are_named():
     x = torch.zeros(3, 2)
     with pytest.raises(ValueError, match=r"1 pair_id\(s\) occur more than once, e.g. \['LaMP-4/u/1'\]"):
         PairFeatures("b", "lm_last", ["LaMP-4/u/1", "LaMP-4/u/2", "LaMP-4/u/1"], x, x)
+
+
+def test_other_user_fallback_memory_is_bounded(monkeypatch):
+    """One user with thousands of profile items and rejected='other_user': nearly every item's top 20 is the
+    user's own, and the fallback used to rank every item against the whole corpus at once (9 GB for 20,000
+    items). It now ranks against the other users' items in bounded chunks, and still finds them."""
+    import bm25s
+
+    calls = []
+    real = bm25s.BM25.retrieve
+
+    def spy(self, q, *a, k=10, **kw):
+        calls.append(len(q.ids) * k)
+        return real(self, q, *a, k=k, **kw)
+
+    monkeypatch.setattr(bm25s.BM25, "retrieve", spy)
+    monkeypatch.setattr(rejected, "FALLBACK_CELLS", 2_000)
+    big = [{"id": f"b{j}", "source": f"river boat harbour {j} sail", "output": f"Boats {j}"} for j in range(600)]
+    small = {f"u{v}": [{"id": f"s{v}{j}", "source": f"mountain snow {j}", "output": f"Snow {v}{j}"} for j in range(3)]
+             for v in range(2)}
+    out = rejected.other_user_rejected({"big": big, **small}, "LaMP-4")
+    assert all(out[("big", it["id"])].startswith("Snow") for it in big)  # another user's output, always
+    fallback = calls[1:]
+    assert fallback and max(fallback) <= 2_000, fallback  # queries x k per call within the bound

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
+
 from .lamp import norm_text
+
+FALLBACK_CELLS = 4_000_000  # ranks one fallback retrieval may hold (queries x k): tens of MB, whatever the corpus
 
 
 def other_user_rejected(items_by_user: dict[str, list[dict]], task: str) -> dict[tuple, str | None]:
     """(user, item id) -> the output of the best-ranked (BM25 on the sources) profile item of another user
-    whose output differs from this item's (:func:`lib.data.lamp.norm_text`); None if no other user's output differs."""
+    whose output differs from this item's (:func:`lib.data.lamp.norm_text`); None if no other user's output differs.
+
+    Each item is ranked against the whole corpus's top 20 first; the few whose top 20 hold nothing usable are
+    ranked against every other user's items, in chunks of at most :data:`FALLBACK_CELLS` ranks (one user with
+    20,000 profile items used to need 9 GB here). Other users' items that score 0 for a query tie with this
+    user's masked ones, so among those the order is bm25s'."""
     import bm25s
 
     if sum(bool(items) for items in items_by_user.values()) < 2:
@@ -19,9 +28,9 @@ def other_user_rejected(items_by_user: dict[str, list[dict]], task: str) -> dict
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize([it["source"] for _, it in corpus], show_progress=False), show_progress=False)
 
-    def ranked(idx: list[int], k: int):
+    def ranked(idx: list[int], k: int, mask=None):
         q = bm25s.tokenize([corpus[i][1]["source"] for i in idx], show_progress=False)
-        return retriever.retrieve(q, k=k, show_progress=False)[0]
+        return retriever.retrieve(q, k=k, show_progress=False, weight_mask=mask)[0]
 
     def pick(i: int, ranking) -> str | None:
         u, own = corpus[i][0], norm_text(corpus[i][1]["output"])
@@ -31,8 +40,15 @@ def other_user_rejected(items_by_user: dict[str, list[dict]], task: str) -> dict
     everyone = list(range(len(corpus)))
     out = {i: pick(i, r) for i, r in zip(everyone, ranked(everyone, min(len(corpus), 20)))}
     missing = [i for i in everyone if out[i] is None]
-    if missing and len(corpus) > 20:  # nothing usable in the top 20: look through the whole ranking
-        out.update({i: pick(i, r) for i, r in zip(missing, ranked(missing, len(corpus)))})
+    if missing and len(corpus) > 20:  # nothing usable in the top 20: rank every other user's item
+        owner = np.array([u for u, _ in corpus])
+        for u in sorted({corpus[i][0] for i in missing}):
+            mask = (owner != u).astype(np.float32)  # this user's own items score 0: never picked anyway
+            mine, k = [i for i in missing if corpus[i][0] == u], int(mask.sum())
+            step = max(1, FALLBACK_CELLS // k)  # queries x k ranks per call, so memory stays bounded
+            for s in range(0, len(mine), step):
+                chunk = mine[s : s + step]
+                out.update({i: pick(i, r) for i, r in zip(chunk, ranked(chunk, k, mask))})
     return {(corpus[i][0], corpus[i][1]["id"]): o for i, o in out.items()}
 
 
