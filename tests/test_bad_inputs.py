@@ -413,6 +413,38 @@ def test_train_zoo_fails_before_training(tmp_path):
     assert not (tmp_path / "zoo").exists()
 
 
+@pytest.mark.parametrize("kw,says", [({"seeds": []}, "seeds=[] is empty"),
+                                     ({"hparams": {"lr": -1.0}}, "hparams={'lr': -1.0} has lr=-1.0"),
+                                     ({"adapt_kw": {"steps": 0}}, "adapt={'steps': 0} has steps=0"),
+                                     ({"n_resamples": 0}, "n_resamples=0 is out of range")])
+def test_train_zoo_checks_its_settings_before_training(tmp_path, kw, says):
+    with pytest.raises(ValueError, match=re.escape(f"train_zoo (LaMP-4): {says}")):
+        rewards.train_zoo([], None, "LaMP-4", tmp_path / "zoo", methods=["bt"], progress=False, **kw)
+    assert not (tmp_path / "zoo").exists()
+
+
+def test_preflamp_build_checks_its_settings_before_reading(tmp_path):
+    """max_pairs_per_user: 1 used to be reported as 'pairs identical to the policy output'."""
+    from lib.data import preflamp
+
+    with pytest.raises(ValueError, match=re.escape("preflamp.build: max_pairs_per_user=1 is out of range; allowed: "
+                                                   "a whole number >= 2 (a train and a test pair per user)")):
+        preflamp.build(tmp_path / "nowhere", tmp_path / "out", generator=lambda ps: ps, max_pairs_per_user=1)
+    assert not (tmp_path / "out").exists()
+
+
+def test_generation_parameters_are_checked_like_notebook_05s():
+    from lib.evaluation import generation
+
+    params = {k: None for k in generation.GENERATION_PARAMS} | {
+        "seed": 0, "tasks": ["LaMP-4"], "icl_ks": [1], "icl_retriever": "bm25", "icl_max_tokens": 64,
+        "rgd_ws": [0.5], "calibrated": True, "rgd_k": 4, "rm_backbones": "policy", "unknown_users": "error",
+        "max_new_tokens": 8, "batch_size": 2, "rgd_batch_size": 0, "user_block": 2}
+    with pytest.raises(ValueError, match=r"generation parameters: rgd_batch_size=0 is out of range"):
+        generation._check_params(params)
+    generation._check_params(params | {"rgd_batch_size": 4})
+
+
 # ------------------------------------------------------------------------------ synthetic corpus
 @pytest.mark.parametrize("tasks,match", [(["LaMP-4", "LaMP-9"], r"unknown synthetic task\(s\) \['LaMP-9'\]"),
                                          (["lamp-4"], r"\['lamp-4'\]"),

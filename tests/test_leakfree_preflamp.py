@@ -129,7 +129,7 @@ def test_clear_errors(corpus, tmp_path):
         preflamp.build(corpus, tmp_path / "x", generator=fake_paraphraser, corpus="lamp", rejected="other_rule")
     with pytest.raises(ValueError, match="LaMP-7.*generator"):
         preflamp.build(corpus, tmp_path / "y", corpus="synthetic", rejected="other_rule")
-    with pytest.raises(ValueError, match="rejected must be one of"):
+    with pytest.raises(ValueError, match=r"rejected='nope' is not allowed; allowed: one of \['policy', 'other_user'"):
         preflamp.build(corpus, tmp_path / "z", generator=fake_paraphraser, corpus="synthetic", rejected="nope")
     # without LaMP-7 no generator is needed for other_rule
     m = preflamp.build(corpus, tmp_path / "w", corpus="synthetic", rejected="other_rule", tasks=["LaMP-4"])

@@ -94,3 +94,22 @@ def test_vocabularies_are_the_stages_own():
     assert params.DEFINITIONS == policy_accuracy.DEFINITIONS
     with pytest.raises(ValueError, match="unknown definition 'likelihood'"):
         policy_accuracy.sequence_scores([], [0.0], definition="likelihood")
+
+
+def test_library_functions_check_their_own_arguments():
+    """The same rules guard the library's entry points, with the function's name in the error."""
+    import numpy as np
+
+    from lib.core.stats import bootstrap_ci
+    from lib.decoding import rgd
+    from lib.evaluation import metrics
+
+    with pytest.raises(ValueError, match=r"bootstrap_ci: n_boot=0 is out of range; allowed: a whole number >= 1"):
+        bootstrap_ci([1.0, 2.0], n_boot=0)
+    with pytest.raises(ValueError, match=r"kendall_tau_ci: alpha=1.5 is out of range"):
+        metrics.kendall_tau_ci([1, 2, 3], [1, 3, 2], alpha=1.5)
+    assert bootstrap_ci([1.0, 2.0], n_boot=10, seed=np.int64(3)) == bootstrap_ci([1.0, 2.0], n_boot=10, seed=3)
+    with pytest.raises(ValueError, match=r"w must be finite, got \[nan\]"):
+        rgd._row_settings(None, float("nan"), 2)
+    with pytest.raises(ValueError, match="generate: no prompts"):
+        rgd._row_settings(None, 0.0, 0)

@@ -14,6 +14,7 @@ vocabularies below are the same tuples the stages use (tests/test_params.py comp
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 
 
@@ -69,12 +70,12 @@ class Rule:
         if self.kind == "bool":
             return None if isinstance(v, bool) else f"is a {type(v).__name__}, not a bool"
         if self.kind in ("int", "float"):
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):  # numpy scalars are numbers too
                 return f"is a {type(v).__name__}, not a number"
-            if self.kind == "int" and not (isinstance(v, int) or float(v).is_integer()):
-                return "is not a whole number"
             if not math.isfinite(v):
                 return "is not finite"
+            if self.kind == "int" and not (isinstance(v, numbers.Integral) or float(v).is_integer()):
+                return "is not a whole number"
             if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
                 return "is out of range"
             if self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi):

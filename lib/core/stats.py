@@ -6,6 +6,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from .params import check_values, count, fraction
+
+CI_RULES = {"n_boot": count(1), "alpha": fraction(), "seed": count(0)}  # every bootstrap of the project
+
 
 def bootstrap_ci(values, stat=np.mean, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0,
                  quantile: str = "numpy"):
@@ -18,6 +22,7 @@ def bootstrap_ci(values, stat=np.mean, n_boot: int = 1000, alpha: float = 0.05, 
     does: with ``alpha = 1 - level`` its CIs bit for bit; numpy's can differ in the last bits). The RM
     accuracies of lib/rewards use ``"scipy"``.
     """
+    check_values("bootstrap_ci", CI_RULES, {"n_boot": n_boot, "alpha": alpha, "seed": seed})
     x = np.asarray(values, dtype=float)
     if len(x) == 0:
         raise ValueError("bootstrap_ci: no values")

@@ -62,6 +62,7 @@ from pathlib import Path
 
 from . import lamp
 from ..core.io import atomic_dir, read_jsonl, sha256_file, write_json, write_jsonl
+from ..core.params import RULES, check_values
 from .prefdata import n_test_pairs, user_groups
 
 DEFAULTS = dict(tasks=("LaMP-4", "LaMP-5", "LaMP-7"), split="dev", max_users=None, max_pairs_per_user=12,
@@ -113,8 +114,6 @@ def group_users(questions: list[dict]) -> dict[str, list[dict]]:
 
 
 def _check_task_params(p: dict, task: str, generator, paraphraser, facts) -> None:
-    if p["rejected"] not in REJECTED:
-        raise ValueError(f"rejected must be one of {REJECTED}, got {p['rejected']!r}")
     if task == "LaMP-7" and paraphraser is None:
         raise ValueError("LaMP-7 pair inputs are paraphrases of the tweets by the base policy: pass a generator "
                          f"(see lib.decoding.greedy.policy_generator) also when rejected={p['rejected']!r}")
@@ -258,6 +257,7 @@ def build_task(questions: list[dict], task: str, generator, params: dict, facts:
     from .rejected import other_rule_rejected, other_user_rejected
 
     p = {**DEFAULTS, **params}
+    check_values("preflamp.build_task", RULES, {k: v for k, v in p.items() if k in RULES})
     paraphraser = paraphraser or generator
     _check_task_params(p, task, generator, paraphraser, facts)
     users = group_users(questions)
@@ -324,8 +324,7 @@ def build(lamp_root, out_dir, generator=None, corpus: str = "lamp", paraphraser=
     ``out_dir`` is left as it was.
     """
     p = {**DEFAULTS, **params}
-    if p["rejected"] not in REJECTED:
-        raise ValueError(f"rejected must be one of {REJECTED}, got {p['rejected']!r}")
+    check_values("preflamp.build", RULES, {k: v for k, v in p.items() if k in RULES})
     if not p["tasks"]:
         raise ValueError("tasks is empty: nothing to build (an empty Pref-LaMP is never written)")
     if p["rejected"] == "other_rule" and corpus != "synthetic":

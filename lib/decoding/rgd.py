@@ -37,6 +37,7 @@ the tests check token equality over >= 32 tokens on several prompts.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -116,9 +117,13 @@ def encode_prompts(tok, prompts) -> tuple[list[list[int]], list[str] | None]:
 
 def _row_settings(rm, w, B: int) -> tuple[list, list[float]]:
     """One reward model (or None) and one float w per row; a row without a reward model needs w = 0."""
+    if B == 0:
+        raise ValueError("generate: no prompts (an empty batch)")
     ws = [float(v) for v in w] if isinstance(w, (list, tuple)) else [float(w)] * B
     if len(ws) != B:
         raise ValueError(f"need one w per prompt: got {len(ws)} for {B} prompts")
+    if not all(math.isfinite(v) for v in ws):  # w = nan decoded as greedy and was reported as an RGD row
+        raise ValueError(f"w must be finite, got {sorted({v for v in ws if not math.isfinite(v)}, key=str)}")
     per_row = isinstance(rm, (list, tuple))
     row_rms = list(rm) if per_row else [rm] * B
     if per_row and any(m is None and v != 0 for m, v in zip(row_rms, ws)):

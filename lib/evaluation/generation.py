@@ -30,6 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..core.io import sha256_text, write_json
+from ..core.params import RULES, check_values
 from ..core.progress import bar
 from ..core.schema import ROW_COLUMNS
 from ..decoding.greedy import greedy_generate
@@ -299,6 +300,7 @@ def _check_params(params: dict) -> None:
     missing = [k for k in GENERATION_PARAMS if k not in params]
     if missing:
         raise KeyError(f"generation parameters {missing} missing (notebook 05's parameters cell declares them)")
+    check_values("generation parameters", RULES, {k: params[k] for k in GENERATION_PARAMS})
 
 
 def generation_queries(P, params: dict) -> list[dict]:

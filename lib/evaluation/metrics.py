@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..core.stats import bootstrap_ci  # noqa: F401  (re-exported: metrics.bootstrap_ci)
+from ..core.params import check_values
+from ..core.stats import CI_RULES, bootstrap_ci  # noqa: F401  (re-exported: metrics.bootstrap_ci)
 
 ROUGE_TYPES = ("rouge1", "rougeL")
 
@@ -101,6 +102,7 @@ def kendall_tau_ci(x, y, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0)
     side is constant have no tau; they are dropped and counted in ``n_degenerate`` (reported, not
     hidden). Returns tau, p, ci_lo, ci_hi, n, n_degenerate.
     """
+    check_values("kendall_tau_ci", CI_RULES, {"n_boot": n_boot, "alpha": alpha, "seed": seed})
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     tau, p = kendall_tau(x, y)
     out = {"tau": tau, "p": p, "ci_lo": float("nan"), "ci_hi": float("nan"), "n": len(x), "n_degenerate": 0}
@@ -156,6 +158,7 @@ def kendall_tau_pairs_ci(x_pairs, y_pairs, n_boot: int = 1000, alpha: float = 0.
     Tibshirani 1993, two-stage resampling). Resamples with a constant side are dropped and counted in
     ``n_degenerate``. Returns tau, p (scipy, models only), ci_lo, ci_hi, n (models), n_pairs, n_degenerate.
     """
+    check_values("kendall_tau_pairs_ci", CI_RULES, {"n_boot": n_boot, "alpha": alpha, "seed": seed})
     X, Y = np.asarray(x_pairs, dtype=float), np.asarray(y_pairs, dtype=float)
     if X.shape != Y.shape or X.ndim != 2:
         raise ValueError(f"kendall_tau_pairs_ci: need two [models, pairs] arrays of one shape, got {X.shape} and {Y.shape}")

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..core.params import RULES, check_values, count
 from ..core.progress import bar
 from ..core.schema import RM_INDEX_COLUMNS, read_table
 from ..core.stats import bootstrap_ci
@@ -119,6 +120,9 @@ def train_zoo(records, features, task: str, out_root, methods=tuple(METHODS), se
     no per-pair correctness.
     """
     methods = check_methods(methods, arch)  # before any training: a typo fails at once
+    check_values(f"train_zoo ({task})", RULES | {"n_resamples": count(1)},  # the notebook asks >= 100
+                 {"seeds": list(seeds), "prefix_train_options": list(prefix_options), "hparams": hparams or {},
+                  "adapt": adapt_kw or {}, "n_resamples": n_resamples})
     hparams, arch, adapt_kw = dict(hparams or {}), dict(arch or {}), dict(adapt_kw or {})
     rows, correct = [], {}
     grid = [(m, s, p) for m in methods for s in seeds for p in prefix_options if not (finetune and p)]
