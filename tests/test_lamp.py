@@ -5,9 +5,9 @@ import threading
 
 import pytest
 
-from lib import lamp
-from lib.io import BadFileError
-from lib.lamp import LaMPFormatError
+from lib.core.io import BadFileError
+from lib.data import lamp
+from lib.data.lamp import LaMPFormatError
 
 
 def questions(n=2):

@@ -200,3 +200,26 @@ def test_a_wheel_ships_every_stage():
     shipped = set(find_packages(str(REPO_ROOT), include=find["include"]))
     assert {"lib", *(f"lib.{s}" for s in STAGES)} <= shipped, shipped
     assert not {p for p in shipped if not p.startswith("lib")}, shipped
+
+
+def test_the_project_itself_uses_the_new_names():
+    """The old flat names are for users' code; the project's own tests, scripts and notebooks import the stages."""
+    import json
+
+    from lib import MOVED
+
+    sources = {p: p.read_text() for d in ("tests", "scripts", "lib") for p in (REPO_ROOT / d).rglob("*.py")
+               if p.name != "test_layout.py"} | {p: "\n".join("".join(c["source"]) for c in json.loads(
+                   p.read_text())["cells"] if c["cell_type"] == "code") for p in (REPO_ROOT / "notebooks").glob("*.ipynb")}
+    old = []
+    for path, src in sources.items():
+        for node in ast.walk(ast.parse(src)):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+            for m in mods:
+                parts = m.split(".")
+                if parts[0] == "lib" and len(parts) > 1 and parts[1] in MOVED:
+                    old.append(f"{path.relative_to(REPO_ROOT)}: {m}")
+            if isinstance(node, ast.ImportFrom) and node.module == "lib":
+                old += [f"{path.relative_to(REPO_ROOT)}: from lib import {a.name}" for a in node.names if a.name in MOVED]
+    assert not old, "old module names in the project: " + "; ".join(old)

@@ -5,7 +5,7 @@ import warnings
 
 import pytest
 
-from lib import lamp, preflamp, synthetic
+from lib.data import lamp, preflamp, synthetic
 
 LAMP7 = lamp.TASKS["LaMP-7"].instruction
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -120,7 +121,9 @@ def train_zoo(records, features, task: str, out_root, methods=tuple(METHODS), se
     no per-pair correctness.
     """
     methods = check_methods(methods, arch)  # before any training: a typo fails at once
-    check_values(f"train_zoo ({task})", RULES | {"n_resamples": count(1)},  # the notebook asks >= 100
+    lib_rules = RULES | {"n_resamples": count(1),  # the notebook asks >= 100; 0 epochs: an untrained, flagged model
+                         "hparams": replace(RULES["hparams"], keys=RULES["hparams"].keys | {"epochs": count(0)})}
+    check_values(f"train_zoo ({task})", lib_rules,
                  {"seeds": list(seeds), "prefix_train_options": list(prefix_options), "hparams": hparams or {},
                   "adapt": adapt_kw or {}, "n_resamples": n_resamples})
     hparams, arch, adapt_kw = dict(hparams or {}), dict(arch or {}), dict(adapt_kw or {})
