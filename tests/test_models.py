@@ -22,7 +22,7 @@ def test_hub_model_offline_without_cache_explains(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    with pytest.raises(models.ModelUnavailableError, match="huggingface-cli download Qwen/Qwen2.5-0.5B-Instruct"):
+    with pytest.raises(models.ModelUnavailableError, match="hf download Qwen/Qwen2.5-0.5B-Instruct"):
         models.load_causal_lm("qwen2.5-0.5b")
 
 

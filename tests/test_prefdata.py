@@ -85,7 +85,7 @@ def test_hub_unreachable_gives_instructions(monkeypatch):
         raise ConnectionError("no network")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
-    with pytest.raises(RuntimeError, match="huggingface-cli download --repo-type dataset openai/summarize_from_feedback"):
+    with pytest.raises(RuntimeError, match="hf download --repo-type dataset openai/summarize_from_feedback"):
         prefdata.load_tldr()
 
 

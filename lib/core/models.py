@@ -181,7 +181,7 @@ def _hub_source(s: ModelSpec) -> str:
         except Exception:
             raise ModelUnavailableError(
                 f"model {s.name!r} ({s.hub_id}) is neither downloadable nor cached here ({type(e).__name__}). "
-                f"On a machine with internet run `huggingface-cli download {s.hub_id}` (or set HF_HOME to a "
+                f"On a machine with internet run `hf download {s.hub_id}` (or set HF_HOME to a "
                 f"folder that holds it); offline, use the packaged models of the smoke profile "
                 f"(smollm2-135m, gemma3-270m).") from None
 

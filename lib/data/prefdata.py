@@ -146,7 +146,7 @@ def _hub_split(hub_id, config, split, revision):
         raise RuntimeError(
             f"could not load {hub_id} ({config or 'default'}, split {split}) from the Hugging Face hub: "
             f"{type(e).__name__}: {str(e)[:300]}. On a machine with internet run "
-            f"`huggingface-cli download --repo-type dataset {hub_id}` and point HF_HOME at that cache, or "
+            f"`hf download --repo-type dataset {hub_id}` and point HF_HOME at that cache, or "
             f"pass path= to local files in the hub schema (json/jsonl/parquet).") from None
 
 
