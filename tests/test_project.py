@@ -227,3 +227,21 @@ def test_lib_modules_stay_short():
     long = {p.relative_to(REPO_ROOT).as_posix(): n for p in (REPO_ROOT / "lib").rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 420 and p.relative_to(REPO_ROOT).as_posix() not in LONG_MODULES}
     assert not long, f"split these by concern (or justify them in LONG_MODULES): {long}"
+
+
+def test_license_citation_and_data_card_are_there():
+    import yaml
+
+    assert "Apache License" in (REPO_ROOT / "LICENSE").read_text() and "Version 2.0" in (REPO_ROOT / "LICENSE").read_text()
+    assert 'license = "Apache-2.0"' in (REPO_ROOT / "pyproject.toml").read_text()
+    cff = yaml.safe_load((REPO_ROOT / "CITATION.cff").read_text())
+    assert {"cff-version", "message", "title", "authors"} <= set(cff) and cff["license"] == "Apache-2.0"
+    assert "2512.23067" in cff["preferred-citation"]["url"]
+    card = (REPO_ROOT / "data" / "README.md").read_text()
+    for folder in ("raw/", "processed/<profile>/preflamp/", "processed/<profile>/prefsets/", "processed/<profile>/rms/",
+                   "processed/<profile>/eval/", "cache/"):
+        assert f"`{folder}" in card, folder
+    from lib.data import preflamp
+
+    for count in preflamp.NEW_COUNTS + ("pairs_dropped_identical", "pairs_dropped_leak", "users_skipped_small_profile"):
+        assert f"`{count}`" in card, count  # every drop the manifest counts is explained
