@@ -113,3 +113,23 @@ def test_library_functions_check_their_own_arguments():
         rgd._row_settings(None, float("nan"), 2)
     with pytest.raises(ValueError, match="generate: no prompts"):
         rgd._row_settings(None, 0.0, 0)
+
+
+def test_settings_the_notebooks_share_must_agree_before_the_first_runs(tmp_path):
+    """A profile whose 01 and 02 listed only LaMP-4 ran 38 minutes and then failed in 05 ("task 'LaMP-5' was
+    not built"): the disagreement is now an error when any notebook of the profile starts, 01 included."""
+    cfg = {"notebooks": {"01_build_pref_lamp": {"tasks": ["LaMP-4"]}, "02_train_reward_models": {"tasks": ["LaMP-4"]},
+                         "03_reward_guided_decoding": {"task": "LaMP-4"},
+                         "04_policy_accuracy": {"rm_backbones": ["qwen2.5-0.5b"]}}}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError) as e:
+        parameters_for("01_build_pref_lamp", "bad", configs_dir=tmp_path)
+    msg = str(e.value)
+    assert msg.startswith(f"{tmp_path / 'bad.yaml'}: the notebooks disagree: ")
+    assert "notebooks.05_generation.tasks names ['LaMP-5', 'LaMP-7'], which is not both built by 01 and given " \
+           "reward models by 02 (['LaMP-4'])" in msg
+    assert "notebooks.04_policy_accuracy.rm_backbones names ['qwen2.5-0.5b'], which notebook 02 trains no" in msg
+    cfg["notebooks"]["05_generation"] = {"tasks": ["LaMP-4"]}
+    cfg["notebooks"]["04_policy_accuracy"] = {}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    assert parameters_for("01_build_pref_lamp", "bad", configs_dir=tmp_path)["tasks"] == ["LaMP-4"]

@@ -215,3 +215,40 @@ def check_parameters(values: dict, where: str) -> None:
             bad.append(f"{key}: {v!r:.80} {why}; allowed: {rule.describe()}")
     if bad:
         raise ValueError(f"{where}: " + "; ".join(bad))
+
+
+def check_agreement(values: dict[str, dict], where: str) -> None:
+    """Settings that several notebooks name must agree, checked before the first notebook runs (a profile whose
+    05 asked for a task 01 never built used to fail after 38 minutes). ``values``: notebook -> the values it runs
+    with. Notebook 01 builds the Pref-LaMP tasks, 02 trains reward models on some of them (and on the preference
+    sets), 03-05 use those reward models."""
+    get = lambda nb, key: (values.get(nb) or {}).get(key)  # noqa: E731
+    built, trained = set(get("01_build_pref_lamp", "tasks") or []), set(get("02_train_reward_models", "tasks") or [])
+    prefsets = set(get("02_train_reward_models", "synthetic_prefsets") or []) | \
+        set(get("02_train_reward_models", "pref_datasets") or {})
+    backbones = set(get("02_train_reward_models", "backbones") or []) | \
+        set(get("02_train_reward_models", "lora_backbones") or [])
+    bad = []
+
+    def need(nb: str, key: str, names, allowed: set, what: str):
+        extra = sorted(set(names) - allowed)
+        if extra:
+            bad.append(f"notebooks.{nb}.{key} names {extra}, which {what} ({sorted(allowed)})")
+
+    need("02_train_reward_models", "tasks", trained, built, "notebooks.01_build_pref_lamp.tasks does not build")
+    task03 = get("03_reward_guided_decoding", "task")
+    need("03_reward_guided_decoding", "task", [task03] if task03 else [], trained,
+         "has no reward models: notebooks.02_train_reward_models.tasks")
+    need("05_generation", "tasks", get("05_generation", "tasks") or [], built & trained,
+         "is not both built by 01 and given reward models by 02")
+    need("04_policy_accuracy", "datasets", get("04_policy_accuracy", "datasets") or [], trained | prefsets,
+         "notebook 02 trains no reward models on")
+    for nb in ("04_policy_accuracy", "05_generation"):
+        rb = get(nb, "rm_backbones")
+        if isinstance(rb, list):
+            need(nb, "rm_backbones", rb, backbones, "notebook 02 trains no reward models on")
+    bb = get("03_reward_guided_decoding", "backbone")
+    if bb and bb != "policy":
+        need("03_reward_guided_decoding", "backbone", [bb], backbones, "notebook 02 trains no reward models on")
+    if bad:
+        raise ValueError(f"{where}: the notebooks disagree: " + "; ".join(bad))

@@ -17,12 +17,13 @@ fails nbval until it does.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
 from .. import REPO_ROOT
 from .config import data_root, load_profile
-from .params import check_parameters
+from .params import check_agreement, check_parameters
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 
@@ -36,9 +37,15 @@ def notebook_path(name: str) -> Path:
 
 
 def declared_parameters(path: Path) -> dict:
+    path = Path(path)
+    return dict(_declared(str(path), path.stat().st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=64)
+def _declared(path: str, mtime_ns: int) -> tuple:
     import papermill
 
-    return {k: v["default"] for k, v in papermill.inspect_notebook(str(path)).items()}
+    return tuple((k, v["default"]) for k, v in papermill.inspect_notebook(path).items())
 
 
 def _type_error(key: str, value, default_src: str) -> str | None:
@@ -97,6 +104,9 @@ def parameters_for(name: str, profile: str, configs_dir=None) -> dict:
     if bad:
         raise TypeError(f"{where}, notebook {path.stem}: " + "; ".join(bad))
     check_parameters(_defaults(declared) | params, f"{where}, notebook {path.stem}")
+    own = {n: s if isinstance(s := sections.get(n), dict) else {} for n in known}
+    check_agreement({n: _defaults(declared_parameters(NOTEBOOKS / f"{n}.ipynb")) | common | own[n] for n in known},
+                    str(where))
     return params
 
 
