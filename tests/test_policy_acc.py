@@ -74,9 +74,13 @@ def test_rgd_likelihood_full_vocab_at_w0_is_loglik(tok, policy, rm_lm, encoder):
     ch = _tf(policy, tok, "shared", rm_lm, encoder, RESPONSES, k=V)
     sc = policy_accuracy.sequence_scores(ch, [0.0], "rgd_likelihood")[:, 0]
     np.testing.assert_allclose(sc, [_loglik(policy, tok, p, r) for p, r in zip(PROMPTS, RESPONSES)], atol=1e-4)
-    # with a small k the candidate set shrinks, so the RGD likelihood is at least the log-likelihood
+    np.testing.assert_allclose(policy_accuracy.sequence_scores(ch, [0.0], "rgd_likelihood_smoothed")[:, 0], sc, atol=1e-6)
+    # with a small k the candidate set shrinks, so the smoothed RGD likelihood is at least the log-likelihood;
+    # the faithful one too where every token is in the top-k, and -inf elsewhere
     small = _tf(policy, tok, "shared", rm_lm, encoder, RESPONSES, k=3)
-    assert (policy_accuracy.sequence_scores(small, [0.0], "rgd_likelihood")[:, 0] >= sc - 1e-6).all()
+    assert (policy_accuracy.sequence_scores(small, [0.0], "rgd_likelihood_smoothed")[:, 0] >= sc - 1e-6).all()
+    faithful, oos = policy_accuracy.sequence_scores(small, [0.0], "rgd_likelihood")[:, 0], policy_accuracy.out_of_support(small)
+    assert (faithful[~oos] >= sc[~oos] - 1e-6).all() and (faithful[oos] == -np.inf).all()
     assert all(t.gold_in_topk.dtype == bool for t in small)
 
 
@@ -86,11 +90,13 @@ def test_rgd_likelihood_by_hand():
     w = 2.0
     s_gold, s_other = np.log(0.5) + w * 1.0, np.log(0.3) + w * 3.0
     want = s_gold - np.logaddexp(s_gold, s_other)
-    assert policy_accuracy.sequence_scores([tf], [w], "rgd_likelihood")[0, 0] == pytest.approx(want)
-    tf.gold_idx = np.array([-1])  # gold not among the candidates: it joins them as an extra entry
+    for d in ("rgd_likelihood", "rgd_likelihood_smoothed"):
+        assert policy_accuracy.sequence_scores([tf], [w], d)[0, 0] == pytest.approx(want)
+    tf.gold_idx = np.array([-1])  # gold not among the candidates: smoothed, it joins them as an extra entry
     s_c0 = np.log(0.5) + w * 1.0
     want = s_gold - np.log(np.exp(s_gold) + np.exp(s_c0) + np.exp(s_other))
-    assert policy_accuracy.sequence_scores([tf], [w], "rgd_likelihood")[0, 0] == pytest.approx(want)
+    assert policy_accuracy.sequence_scores([tf], [w], "rgd_likelihood_smoothed")[0, 0] == pytest.approx(want)
+    assert policy_accuracy.sequence_scores([tf], [w], "rgd_likelihood")[0, 0] == -np.inf  # faithful: RGD cannot emit it
     with pytest.raises(ValueError, match="definition"):
         policy_accuracy.sequence_scores([tf], [w], "nope")
 
@@ -173,3 +179,56 @@ def test_responses_end_with_eos_whose_reward_is_the_full_response_feature(tok, p
     for tf, r, f in zip(tfs, RESPONSES, full):
         assert len(tf) == len(tok(r, add_special_tokens=False)["input_ids"]) + 1
         assert tf.r_gold[-1] == pytest.approx(f, abs=1e-4)
+
+
+# ----------------------------------------------------------------------------- faithful RGD likelihood
+def _toy(gold_idx, logp_gold=None, r_gold=None):
+    """Two steps, three candidates (log-probs of the full vocabulary, so they need not sum to 1)."""
+    cand_logp = np.log([[0.5, 0.2, 0.1], [0.6, 0.25, 0.05]])
+    cand_r = np.array([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]])
+    gold_idx = np.asarray(gold_idx)
+    rows = np.arange(2)
+    logp = cand_logp[rows, np.maximum(gold_idx, 0)] if logp_gold is None else np.asarray(logp_gold)
+    r = cand_r[rows, np.maximum(gold_idx, 0)] if r_gold is None else np.asarray(r_gold)
+    return policy_accuracy.TeacherForced(logp=logp, r_gold=r, cand_ids=np.array([[3, 4, 5], [6, 7, 8]]),
+                                         cand_logp=cand_logp, cand_r=cand_r, gold_idx=gold_idx)
+
+
+def test_faithful_rgd_likelihood_in_support_is_the_log_softmax_sum():
+    from scipy.special import log_softmax
+
+    tf = _toy([1, 0])
+    for w in (0.0, 1.0):
+        want = sum(log_softmax(tf.cand_logp[t] + w * tf.cand_r[t])[g] for t, g in enumerate(tf.gold_idx))
+        got = policy_accuracy.sequence_scores([tf], [w], "rgd_likelihood")
+        assert got[0, 0] == pytest.approx(want)
+        assert policy_accuracy.sequence_scores([tf], [w], "rgd_likelihood", normalise=True)[0, 0] == pytest.approx(want / 2)
+    assert not policy_accuracy.out_of_support([tf])[0]
+
+
+def test_out_of_support_token_is_minus_inf_faithful_and_finite_smoothed():
+    from scipy.special import logsumexp
+
+    tf = _toy([1, -1], logp_gold=[np.log(0.2), np.log(0.01)], r_gold=[-2.0, 4.0])  # step 2's gold is not in the top-k
+    assert policy_accuracy.out_of_support([tf, _toy([0, 2])]).tolist() == [True, False]
+    w = 1.0
+    assert policy_accuracy.sequence_scores([tf], [0.0, w], "rgd_likelihood")[0].tolist() == [-np.inf, -np.inf]
+    z = tf.cand_logp + w * tf.cand_r
+    g1 = np.log(0.01) + w * 4.0  # the gold joins the candidates at step 2
+    want = (z[0, 1] - logsumexp(z[0])) + (g1 - logsumexp(np.append(z[1], g1)))
+    got = policy_accuracy.sequence_scores([tf], [w], "rgd_likelihood_smoothed")[0, 0]
+    assert np.isfinite(got) and got == pytest.approx(want)
+
+
+def test_minus_inf_scores_tie_win_or_lose():
+    oos, ok = _toy([1, -1]), _toy([0, 0])
+    acc = lambda c, r: policy_accuracy.policy_accuracy([c], [r], [0.0, 1.0], "rgd_likelihood")  # noqa: E731
+    assert acc(oos, _toy([-1, 2])).accuracy.tolist() == [0.5, 0.5]  # both out of support: a tie
+    assert acc(oos, _toy([-1, 2])).ties.tolist() == [1.0, 1.0]
+    assert acc(oos, ok).accuracy.tolist() == [0.0, 0.0] and acc(ok, oos).accuracy.tolist() == [1.0, 1.0]
+    m = policy_accuracy.score_margin([-np.inf, -np.inf, 1.0, 2.0], [-np.inf, 0.0, -np.inf, 0.5])
+    assert m.tolist() == [0.0, -np.inf, np.inf, 1.5]
+    assert policy_accuracy.outcome(m).tolist() == [0.5, 0.0, 1.0, 1.0]
+    with np.errstate(invalid="ignore"):
+        assert policy_accuracy.outcome(np.float64(-np.inf) - np.float64(-np.inf)) == 0.5  # NaN margin: a tie, not wrong
+    assert policy_accuracy.outcome([-1.0, 0.0, 2.0]).tolist() == [0.0, 0.5, 1.0]

@@ -1,14 +1,23 @@
 """Policy accuracy: does the RGD scoring function rank the preferred response above the other?
 
 The paper (arXiv 2512.23067) defines policy accuracy only in words ("whether the RGD scoring
-function / RGD-adapted LLM ranks the preferred response above the dispreferred one"); we offer two
-documented definitions, each raw or length-normalised, on top of one teacher-forced pass:
+function / RGD-adapted LLM ranks the preferred response above the dispreferred one"); we offer three
+documented definitions, each raw or length-normalised (divided by T), on top of one teacher-forced pass:
 
 * ``"cumulative"``: ``S_w(y) = sum_t [log p(y_t | x, y_<t) + w * r(x, y_<=t; user)]``, the ARGS
   score (Khanov et al., ICLR 2024) accumulated along the response;
-* ``"rgd_likelihood"``: ``S_w(y) = sum_t log softmax_{v in C_t}(log p(v) + w * r(x, y_<t + v))[y_t]``
-  with ``C_t`` = the policy's top-k tokens plus the gold token y_t: the log-likelihood of y
-  under the RGD-adapted (stochastic, T = 1) decoder.
+* ``"rgd_likelihood"`` (faithful, the default likelihood): ``S_w(y) = sum_t log q_w(y_t)`` with
+  ``q_w = softmax_{v in C_t}(log p(v) + w * r(x, y_<t + v))`` over ``C_t`` = the policy's top-k tokens
+  only, RGD's actual support: the log-likelihood of y under the RGD-adapted (stochastic, T = 1)
+  decoder. A response with a token outside the top-k (:func:`out_of_support`) cannot be emitted and
+  scores ``-inf`` (likelihood 0); two such responses tie (:func:`score_margin`);
+* ``"rgd_likelihood_smoothed"`` (option): the same with ``C_t`` = top-k plus the gold token y_t, so
+  every response gets a finite score (tokens RGD can never emit get a finite probability).
+
+The measured steering strength of ``w`` is :func:`steering_kl` (KL of the RGD next-token distribution
+from the base policy's over the same candidates) and :func:`kl_to_base` (from the full base policy);
+:func:`step_scale` is the within-step spread of candidate rewards that puts reward models of different
+scales on one ``w`` axis.
 
 ``teacher_forced`` runs the policy and the reward once per response; ``policy_accuracy``
 re-weights the stored arrays for any sweep of ``w`` without new forwards. Rewards of the k
@@ -23,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
+from scipy.special import logsumexp
 
 from ..core import models
 from ..core.kvcache import PromptCache, lm_logp
@@ -49,7 +59,7 @@ class TeacherForced:
         return len(self.logp)
 
 
-DEFINITIONS = ("cumulative", "rgd_likelihood")  # sequence_scores: the two policy-accuracy definitions
+DEFINITIONS = ("cumulative", "rgd_likelihood", "rgd_likelihood_smoothed")  # sequence_scores (module docstring)
 
 def _ids(tok, response) -> list[int]:
     return list(map(int, response)) if isinstance(response, (list, tuple)) else \
@@ -193,7 +203,11 @@ def teacher_forced_sets(policy, tok, rms: dict, prompts, response_sets, users, k
 
 
 def sequence_scores(tfs: list[TeacherForced], ws, definition: str = "cumulative", normalise: bool = False) -> np.ndarray:
-    """Score ``S_w(y)`` of each teacher-forced response for each ``w``: array ``[N, len(ws)]``."""
+    """Score ``S_w(y)`` of each teacher-forced response for each ``w``: array ``[N, len(ws)]``.
+
+    Under ``"rgd_likelihood"`` a response with a token outside the top-k scores ``-inf``: compare scores
+    with :func:`score_margin`, not by subtraction (``-inf - -inf`` is NaN).
+    """
     if definition not in DEFINITIONS:
         raise ValueError(f"unknown definition {definition!r}; one of {DEFINITIONS}")
     ws = np.asarray(ws, dtype=np.float64)
@@ -201,7 +215,11 @@ def sequence_scores(tfs: list[TeacherForced], ws, definition: str = "cumulative"
     for n, tf in enumerate(tfs):
         if definition == "cumulative":
             s = tf.logp.sum() + ws * tf.r_gold.sum()
-        else:  # rgd_likelihood
+        elif definition == "rgd_likelihood":  # support = the top-k only
+            z = tf.cand_logp[None] + ws[:, None, None] * tf.cand_r[None]  # [W, T, k]
+            zg = np.take_along_axis(z, np.maximum(tf.gold_idx, 0)[None, :, None], -1)[..., 0]  # [W, T]
+            s = np.where(tf.gold_in_topk[None], zg - logsumexp(z, -1), -np.inf).sum(-1)
+        else:  # rgd_likelihood_smoothed: support = the top-k plus the gold token
             gold = tf.logp[None] + ws[:, None] * tf.r_gold[None]  # [W, T]
             other = tf.cand_logp[None] + ws[:, None, None] * tf.cand_r[None]  # [W, T, k]
             other = np.where((np.arange(tf.cand_ids.shape[1])[None] == tf.gold_idx[:, None])[None], -np.inf, other)
@@ -213,20 +231,90 @@ def sequence_scores(tfs: list[TeacherForced], ws, definition: str = "cumulative"
     return out
 
 
+def out_of_support(tfs: list[TeacherForced]) -> np.ndarray:
+    """bool ``[N]``: the response has a token outside the policy's top-k (RGD cannot emit it)."""
+    return np.array([bool((tf.gold_idx < 0).any()) for tf in tfs], dtype=bool)
+
+
+def score_margin(s_chosen, s_rejected) -> np.ndarray:
+    """``s_chosen - s_rejected``, with 0 (a tie) where both are the same infinity (two responses RGD cannot
+    emit, both ``-inf``) instead of NaN; ``+inf`` / ``-inf`` where only one is ``-inf``."""
+    a, b = np.asarray(s_chosen, dtype=float), np.asarray(s_rejected, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isinf(a) & (a == b), 0.0, a - b)
+
+
 def policy_accuracy(tf_chosen: list[TeacherForced], tf_rejected: list[TeacherForced], ws,
                     definition: str = "cumulative", normalise: bool = False) -> pd.DataFrame:
-    """Fraction of pairs whose chosen response scores above the rejected one, per ``w`` (ties = 1/2)."""
+    """Fraction of pairs whose chosen response scores above the rejected one, per ``w`` (ties = 1/2;
+    both responses out of the RGD support is a tie, one of them is a loss for it)."""
     if len(tf_chosen) != len(tf_rejected) or not tf_chosen:
         raise ValueError(f"need aligned, non-empty pair lists: {len(tf_chosen)} chosen vs {len(tf_rejected)} rejected")
-    margin = sequence_scores(tf_chosen, ws, definition, normalise) - sequence_scores(tf_rejected, ws, definition, normalise)
-    acc = (margin > 0).mean(0) + 0.5 * (margin == 0).mean(0)
+    margin = score_margin(sequence_scores(tf_chosen, ws, definition, normalise),
+                          sequence_scores(tf_rejected, ws, definition, normalise))
     return pd.DataFrame({"w": np.asarray(ws, dtype=float), "definition": definition, "normalise": normalise,
-                         "accuracy": acc, "ties": (margin == 0).mean(0), "n_pairs": len(tf_chosen)})
+                         "accuracy": outcome(margin).mean(0), "ties": (margin == 0).mean(0),
+                         "n_pairs": len(tf_chosen)})
 
 
 # ----------------------------------------------------------------------------- per-pair outcomes
 def outcome(margin) -> np.ndarray:
-    """1 where the margin is positive, 0.5 on a tie, 0 otherwise."""
+    """1 where the margin is positive (``+inf`` included), 0.5 on a tie, 0 otherwise. A NaN margin (``-inf - -inf``:
+    both responses out of the RGD support) counts as a tie; :func:`score_margin` gives 0 there instead."""
     m = np.asarray(margin, dtype=float)
-    return (m > 0) + 0.5 * (m == 0)
+    return (m > 0) + 0.5 * ((m == 0) | np.isnan(m))
 
+
+# ----------------------------------------------------------------------------- measured steering strength
+def _rgd_logq(tf: TeacherForced, ws: np.ndarray, scale: float) -> np.ndarray:
+    """``log q_w`` over the top-k at every step: ``[W, T, k]``."""
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a positive finite number, not {scale}")
+    z = tf.cand_logp[None] + (ws[:, None, None] / scale) * tf.cand_r[None]
+    return z - logsumexp(z, -1, keepdims=True)
+
+
+def _kl(logq: np.ndarray, logp: np.ndarray) -> np.ndarray:
+    """``sum_k q (log q - log p)`` over the last axis, 0 where q = 0."""
+    with np.errstate(invalid="ignore"):
+        return np.maximum(np.where(logq > -np.inf, np.exp(logq) * (logq - logp), 0.0).sum(-1), 0.0)
+
+
+def steering_kl(tfs: list[TeacherForced], ws, scale: float = 1.0) -> np.ndarray:
+    """Measured steering strength: ``[N, len(ws)]``, for each response the mean over its T teacher-forced
+    prefixes ``x + y_<t`` of ``KL(q_w || q_0)``, where ``q_w = softmax_k(cand_logp + (w / scale) * cand_r)`` is
+    RGD's next-token distribution over the policy's top-k and ``q_0 = softmax_k(cand_logp)`` the base policy
+    restricted to the same candidates (RGD's support). 0 at ``w = 0``; the top-k truncation, common to every
+    reward model, does not enter (:func:`kl_to_base` includes it)."""
+    ws = np.asarray(ws, dtype=np.float64)
+    out = np.empty((len(tfs), len(ws)))
+    for n, tf in enumerate(tfs):
+        l0 = tf.cand_logp - logsumexp(tf.cand_logp, -1, keepdims=True)
+        out[n] = _kl(_rgd_logq(tf, ws, scale), l0[None]).mean(-1)
+    return out
+
+
+def kl_to_base(tfs: list[TeacherForced], ws, scale: float = 1.0) -> np.ndarray:
+    """``[N, len(ws)]``: for each response the mean over its T teacher-forced prefixes of ``KL(q_w || p)``
+    against the base policy's full-vocabulary distribution (``log p = cand_logp``; finite since q's support is
+    the top-k). Equals :func:`steering_kl` plus the truncation term ``mean_t -log sum_k p``."""
+    ws = np.asarray(ws, dtype=np.float64)
+    out = np.empty((len(tfs), len(ws)))
+    for n, tf in enumerate(tfs):
+        out[n] = _kl(_rgd_logq(tf, ws, scale), tf.cand_logp[None]).mean(-1)
+    return out
+
+
+def step_scale(tfs: list[TeacherForced]) -> float:
+    """Within-step spread of candidate rewards, what RGD's softmax sees: the mean over all steps of all
+    responses of the standard deviation (ddof=0) of the k candidate rewards. Dividing ``w`` by it (step
+    calibration) makes one ``w`` mean about the same KL for reward models whose reward scales differ."""
+    if not tfs:
+        raise ValueError("step_scale needs at least one teacher-forced response")
+    r = np.concatenate([tf.cand_r.reshape(len(tf), -1) for tf in tfs])  # [sum T, k]
+    s = float(r.std(-1).mean())
+    if not np.isfinite(s):
+        raise ValueError(f"candidate rewards are not finite (spread {s}): cannot calibrate")
+    if s <= 1e-12 * float(np.abs(r).mean()):  # 0 <= 0 when the rewards are all 0
+        raise ValueError("the reward is constant across candidates (no within-step spread): cannot calibrate")
+    return s
