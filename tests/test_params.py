@@ -64,7 +64,8 @@ def test_the_notebooks_own_defaults_pass(notebook, key):
     ("04_policy_accuracy", "definitions", ["likelihood"], "definitions: ['likelihood'] contains ['likelihood']"),
     ("05_generation", "max_new_tokens", 0, "max_new_tokens: 0 is out of range"),
     ("05_generation", "val_frac", 1.5, "val_frac: 1.5 is out of range"),
-    ("05_generation", "rgd_ws", [math.nan], "rgd_ws: [nan] contains [nan]"),
+    ("05_generation", "rgd_ws", [math.nan], "rgd_ws: [nan] is not allowed; allowed: one of ['deployed'] or a non-empty list"),
+    ("05_generation", "rgd_rms", "best", "rgd_rms: 'best' is not allowed; allowed: one of ['method_picks', 'all']"),
     ("06_figures_tables", "n_boot", 0,
      "n_boot: 0 is out of range; allowed: a whole number >= 100 (a percentile CI from fewer resamples is noise)"),
 ])

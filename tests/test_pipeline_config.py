@@ -48,7 +48,8 @@ def test_bad_parameters_are_errors_before_anything_runs(tmp_path, text, err, mat
 
 
 def test_a_name_or_a_list_where_the_default_is_a_name(tmp_path):
-    d = _write(tmp_path, "notebooks: {04_policy_accuracy: {rm_backbones: [minilm-l6], max_pairs_per_group: 50}}\n")
+    d = _write(tmp_path, "notebooks: {04_policy_accuracy: {rm_backbones: [minilm-l6], max_pairs_per_group: 50},\n"
+                         "            05_generation: {rm_backbones: [minilm-l6]}}\n")
     p = pipeline.parameters_for("04_policy_accuracy", "mine", d)
     assert p["rm_backbones"] == ["minilm-l6"] and p["max_pairs_per_group"] == 50
 

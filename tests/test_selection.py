@@ -22,7 +22,8 @@ def test_score_pairs_rm_outcome_and_policy_outcome_per_w(tok, policy):
              for i, (p, c, r, u) in enumerate(zip(PROMPTS, RESPONSES, REJECTED, USERS))]
     rm = _rm("shared")
     rms = {"a": rm}
-    r_df, p_df = selection.score_pairs(policy, tok, rms, pairs, [0.0, 1.0], ["cumulative"], k=5, policy_name="tiny")
+    r_df, p_df = selection.score_pairs(policy, tok, rms, pairs, [0.0, 1.0], ["cumulative"], k=5, policy_name="tiny",
+                                       step_calibration=False)
     tc = policy_accuracy.teacher_forced(policy, tok, rm, PROMPTS, RESPONSES, USERS, k=5, policy_name="tiny", progress=False)
     tr = policy_accuracy.teacher_forced(policy, tok, rm, PROMPTS, REJECTED, USERS, k=5, policy_name="tiny", progress=False)
     margin = np.array([c.r_gold[-1] - r.r_gold[-1] for c, r in zip(tc, tr)])
@@ -32,6 +33,15 @@ def test_score_pairs_rm_outcome_and_policy_outcome_per_w(tok, policy):
     w1 = p_df[(p_df.w == 1.0) & ~p_df.normalise]
     expect = [float(c.logp.sum() + c.r_gold.sum() > r.logp.sum() + r.r_gold.sum()) for c, r in zip(tc, tr)]
     assert list(w1.correct) == expect
+    assert (p_df[p_df.w == 0].kl.abs() < 1e-12).all() and (p_df[p_df.w == 1].kl > 0).all()  # KL from the base policy
+    assert set(r_df.step_scale) == {1.0} and r_df.oos_chosen.dtype == bool
+    # step calibration: the nominal w is divided by the within-step spread, measured on the pairs given
+    r2, p2 = selection.score_pairs(policy, tok, rms, pairs, [0.0, 1.0], ["cumulative"], k=5, policy_name="tiny",
+                                   scale_ids={"p0", "p1"})
+    scale = policy_accuracy.step_scale(tc[:2] + tr[:2])
+    assert r2.step_scale.iloc[0] == pytest.approx(scale)
+    expect = [float(c.logp.sum() + c.r_gold.sum() / scale > r.logp.sum() + r.r_gold.sum() / scale) for c, r in zip(tc, tr)]
+    assert list(p2[(p2.w == 1.0) & ~p2.normalise].correct) == expect
 
 
 def test_split_halves_is_a_fixed_seeded_partition():
@@ -45,23 +55,40 @@ def test_split_halves_is_a_fixed_seeded_partition():
 def _pp(rows):
     import pandas as pd
 
-    return pd.DataFrame(rows, columns=["task", "policy", "rm", "user_group", "definition", "normalise", "w", "pair_id",
-                                       "half", "correct"])
+    df = pd.DataFrame(rows, columns=["task", "policy", "rm", "user_group", "definition", "normalise", "w", "pair_id",
+                                     "half", "correct"])
+    return df.assign(kl=df.w * 0.1, user=df.pair_id.str[:2])
 
 
-def test_select_w_picks_best_val_w_with_ties_to_the_smaller_and_can_pick_zero():
+def _rm_meta(names, methods=None):
+    return pd.DataFrame({"task": "t", "policy": "p", "rm": names, "step_scale": 2.0,
+                         "method": methods or list(names), "pair_id": "v0"})
+
+
+def test_deployed_settings_pick_the_best_val_w_ties_to_the_smaller_and_can_pick_zero():
     rows = []
     # rm a: w=1 best on val (2/2), w=2 also 2/2 -> tie -> 1; rm b: nothing beats w=0 on val
-    for rm, acc in {"a": {0.0: [0, 0], 1.0: [1, 1], 2.0: [1, 1]}, "b": {0.0: [1, 1], 1.0: [0, 1], 2.0: [0, 0]}}.items():
+    for rm, acc in {"a": {0.0: [0, 0], 1.0: [1, 1], 2.0: [1, 1]}, "b": {0.0: [0, 0], 1.0: [0, 0], 2.0: [0, 0]}}.items():
         for w, cs in acc.items():
             for i, c in enumerate(cs):
                 rows.append(("t", "p", rm, "seen", "cumulative", False, w, f"v{i}", "val", c))
                 rows.append(("t", "p", rm, "seen", "cumulative", False, w, f"t{i}", "test", 1 - c))  # test never used to select
-    sel = selection.select_w(_pp(rows)).set_index("rm")
-    assert sel.loc["a", "w_selected"] == 1.0 and sel.loc["a", "val_acc"] == 1.0
-    assert sel.loc["b", "w_selected"] == 0.0
-    at = selection.at_selected_w(_pp(rows), sel.reset_index())
-    assert set(zip(at.rm, at.w)) == {("a", 1.0), ("b", 0.0)}
+    dep = selection.deployed_settings(_pp(rows), _rm_meta(["a", "b"], ["bt", "bt"]), "cumulative").set_index("rm")
+    assert dep.loc["a", "w"] == 1.0 and dep.loc["a", "val_acc"] == 1.0 and dep.loc["a", "val_base_acc"] == 0.0
+    assert dep.loc["b", "w"] == 0.0  # a reward model that does not help is deployed as the base policy
+    assert dep.loc["a", "w_decode"] == 0.5 and dep.loc["a", "val_kl"] == pytest.approx(0.1)  # w / step_scale
+    assert dep.method_pick.to_dict() == {"a": True, "b": False}  # one pick per method: the best on val
+    at = selection.at_deployed(_pp(rows), dep.reset_index())
+    assert set(zip(at.rm, at.w)) == {("a", 1.0), ("b", 0.0)} and set(at.half) == {"val", "test"}
+    with pytest.raises(ValueError, match="no val-half outcomes for definition 'rgd_likelihood'"):
+        selection.deployed_settings(_pp(rows), _rm_meta(["a", "b"]))
+
+
+def test_matched_kl_takes_the_grid_w_nearest_each_target_on_a_log_scale():
+    rows = [("t", "p", "a", "seen", "cumulative", False, w, "v0", "val", 1) for w in (0.0, 0.5, 1.0, 2.0)]
+    pp = _pp(rows)  # kl = 0.1 w: 0.05, 0.1, 0.2
+    mk = selection.matched_kl(pp, [0.1, 0.12, 0.15, 1.0]).set_index("kl_target")
+    assert mk.w.to_dict() == {0.1: 1.0, 0.12: 1.0, 0.15: 2.0, 1.0: 2.0}  # log(0.2/0.15) < log(0.15/0.1); 1.0: the largest
 
 
 def test_tau_table_pairs_excludes_degenerate_models_and_checks_alignment():
@@ -73,13 +100,22 @@ def test_tau_table_pairs_excludes_degenerate_models_and_checks_alignment():
     for rm, cs in accs.items():
         for j, c in enumerate(cs):
             rm_rows.append({"task": "t", "policy": "p", "user_group": "seen", "rm": rm, "method": rm, "pair_id": pairs[j],
-                            "half": "test", "rm_correct": c, "reward_margin": 0.0,
+                            "user": f"u{j}", "half": "test", "rm_correct": c, "reward_margin": 0.0,
                             "degenerate": "constant rewards" if rm == "m4" else ""})
             pol_rows.append(("t", "p", rm, "seen", "cumulative", False, 1.0, pairs[j], "test", c))
-    out = selection.tau_table_pairs(pd.DataFrame(rm_rows), _pp(pol_rows), n_boot=200)
+    small = {"models": 3, "pairs": 6, "users": 2}
+    out = selection.tau_table_pairs(pd.DataFrame(rm_rows), _pp(pol_rows), n_boot=200, minimums=small)
     r = out.iloc[0]
     assert r.n == 3 and r.n_excluded == 1 and r.tau == pytest.approx(1.0)  # identical orderings
-    assert r.ci_lo <= 1.0 and r.n_pairs == 6
+    assert r.n_pairs == 6 and r.n_users == 6
+    # 3 models on 6 pairs: many resamples draw one model thrice or constant pairs; the CI is refused, and says why
+    assert np.isnan(r.ci_lo) and r.status == f"no CI: {r.n_degenerate} of 200 resamples constant" and r.n_degenerate > 10
+    # below the documented minimum sizes the cell has no number, and says why
+    tiny = selection.tau_table_pairs(pd.DataFrame(rm_rows), _pp(pol_rows), n_boot=200).iloc[0]
+    assert np.isnan(tiny.tau) and "too small" in tiny.status and "6 pairs < 20" in tiny.status
+    by_method = selection.tau_table_pairs(pd.DataFrame(rm_rows), _pp(pol_rows).assign(method=lambda d: d.rm),
+                                          level="method", n_boot=200, minimums=small).iloc[0]
+    assert np.isnan(by_method.ci_lo) and 0 < by_method.p_exact <= 1  # a handful of methods: exact p, no bootstrap CI
     with pytest.raises(ValueError, match="several w"):
         selection.tau_table_pairs(pd.DataFrame(rm_rows), pd.concat([_pp(pol_rows), _pp(pol_rows).assign(w=2.0)]))
 
@@ -94,15 +130,20 @@ def test_accuracy_rows_reads_the_base_reference_from_the_full_table():
     full = _pp(rows)
     rm = pd.DataFrame({"task": "t", "policy": "p", "user_group": "seen", "rm": "a", "pair_id": [f"p{j}" for j in range(4)],
                        "half": "test", "rm_correct": [1, 1, 0, 0], "reward_margin": [1.0, 0.5, -1.0, -2.0]})
-    at_sel = full[full.w == 2.0]  # only the selected w: no w = 0 rows left
+    at_sel = full[full.w == 2.0]  # only the deployed w: no w = 0 rows left
     out = selection.accuracy_rows(rm, at_sel, base_pairs=full).iloc[0]
     assert out.policy_acc == 0.75 and out.base_acc == 0.25 and out.rm_acc == 0.5 and out.reward_margin == -0.375
     assert pd.isna(selection.accuracy_rows(rm, at_sel).iloc[0].base_acc)  # without it there is no reference
+    # the reference is computed per definition: the base policy under rgd_likelihood is another number
+    other = full.assign(definition="rgd_likelihood", correct=[1, 1, 0, 0, 1, 1, 1, 1])
+    both = selection.accuracy_rows(rm, pd.concat([full, other]))
+    base = both[both.w == 2.0].set_index("definition").base_acc
+    assert base.to_dict() == {"cumulative": 0.25, "rgd_likelihood": 0.5}
 
 
 # ----------------------------------------------------------------------------- policy_tables
 def _outcomes():
-    """Two reward models on 2 val + 4 test pairs, w in {0, 1}: a helps (selects w = 1), b does not (w = 0)."""
+    """Two reward models on 2 val + 4 test pairs, w in {0, 1}: a helps (deployed at w = 1), b does not (w = 0)."""
     base = {"v0": 0, "v1": 0, "t0": 1, "t1": 0, "t2": 0, "t3": 0}  # the base policy (w = 0), the same for a and b
     at1 = {"a": {"v0": 1, "v1": 1, "t0": 1, "t1": 1, "t2": 1, "t3": 0},
            "b": {"v0": 0, "v1": 0, "t0": 0, "t1": 0, "t2": 0, "t3": 1}}
@@ -111,40 +152,54 @@ def _outcomes():
     for name in ("a", "b"):
         for i, pid in enumerate(base):
             half = "val" if pid.startswith("v") else "test"
-            rm.append(("t", "p", name, pid, rm_ok[name][i], 0.1 * i, "seen", half))
+            rm.append(("t", "p", name, pid, f"u{i}", rm_ok[name][i], 0.1 * i, 1.0, i == 0, False, "seen", half))
             for w, c in ((0.0, base[pid]), (1.0, at1[name][pid])):
-                pol.append(("t", "p", name, pid, "cumulative", False, w, c, "seen", half))
-    rm_pairs = pd.DataFrame(rm, columns=["task", "policy", "rm", "pair_id", "rm_correct", "reward_margin", "user_group",
-                                         "half"])
-    pol_pairs = pd.DataFrame(pol, columns=["task", "policy", "rm", "pair_id", "definition", "normalise", "w", "correct",
-                                           "user_group", "half"])
+                for d in ("cumulative", "rgd_likelihood"):
+                    pol.append(("t", "p", name, pid, f"u{i}", d, False, w, c, 0.2 * w, "seen", half))
+    rm_pairs = pd.DataFrame(rm, columns=["task", "policy", "rm", "pair_id", "user", "rm_correct", "reward_margin",
+                                         "step_scale", "oos_chosen", "oos_rejected", "user_group", "half"])
+    pol_pairs = pd.DataFrame(pol, columns=["task", "policy", "rm", "pair_id", "user", "definition", "normalise", "w",
+                                           "correct", "kl", "user_group", "half"])
     index = pd.DataFrame({"task": "t", "rm": ["a", "b"], "method": ["bt", "vpl"], "backbone": "x", "seed": 0,
                           "prefix_train": False, "degenerate": ""})
     return rm_pairs.merge(index, on=["task", "rm"]), pol_pairs, index
 
 
+SMALL = {"models": 2, "pairs": 4, "users": 2}
+
+
 def test_policy_tables_hand_computed():
     rm_pairs, pol_pairs, index = _outcomes()
-    t = selection.policy_tables(rm_pairs, pol_pairs, index, n_boot=20, seed=0)
-    sel = t["policy_accuracy_selected"].set_index("rm")
-    assert sel.w_selected.to_dict() == {"a": 1.0, "b": 0.0}  # b: nothing beats w = 0 on val (tie -> smaller w)
-    assert sel.policy_acc.to_dict() == {"a": 0.75, "b": 0.25}  # test half at the selected w
+    t = selection.policy_tables(rm_pairs, pol_pairs, index, n_boot=20, seed=0, kl_targets=[0.2], minimums=SMALL)
+    dep = t["policy_accuracy_deployed"]
+    sel = dep[dep.definition == "cumulative"].set_index("rm")
+    assert sel.w_deployed.to_dict() == {"a": 1.0, "b": 0.0}  # b: nothing beats w = 0 on val (tie -> smaller w)
+    assert sel.policy_acc.to_dict() == {"a": 0.75, "b": 0.25}  # test half at the deployed w
     assert sel.rm_acc.to_dict() == {"a": 0.75, "b": 0.25} and set(sel.base_acc) == {0.25}
-    assert sel.method.to_dict() == {"a": "bt", "b": "vpl"}
-    assert t["base_ranking_accuracy"].to_dict("records") == [{"task": "t", "policy": "p", "user_group": "seen",
-                                                              "base_acc": 0.25}]
-    by_m = t["policy_accuracy_by_method"].set_index("method")
-    assert by_m.loc["bt", "w_selected"] == 1.0 and by_m.loc["vpl", "policy_acc"] == 0.25 and by_m.models.sum() == 2
-    pa = t["policy_accuracy"].set_index(["rm", "w"]).policy_acc
-    assert pa[("a", 0.0)] == pa[("b", 0.0)] == 0.25 and pa[("b", 1.0)] == 0.25
+    assert sel.method.to_dict() == {"a": "bt", "b": "vpl"} and sel.oos_chosen.to_dict() == {"a": 0.0, "b": 0.0}
+    # one setting per reward model for every definition: the rgd_likelihood rows sit at the same w
+    assert dep.groupby("rm").w_deployed.nunique().eq(1).all()
+    assert set(t["deployed"].method_pick) == {True}  # one reward model per method here
+    assert t["base_ranking_accuracy"].base_acc.tolist() == [0.25, 0.25]
+    by_m = t["policy_accuracy_by_method"].set_index(["definition", "method"])
+    assert by_m.loc[("cumulative", "bt"), "w_deployed"] == 1.0 and by_m.loc[("cumulative", "vpl"), "policy_acc"] == 0.25
+    pa = t["policy_accuracy"].set_index(["definition", "rm", "w"]).policy_acc
+    assert pa[("cumulative", "a", 0.0)] == pa[("cumulative", "b", 0.0)] == 0.25
     main = t["tau_rm_policy"]
-    assert main.level.tolist() == ["rm", "method"] and main.tau.tolist() == pytest.approx([1.0, 1.0])
-    assert main.n.tolist() == [2, 2] and main.n_pairs.tolist() == [4, 4]
+    rm_level = main[main.level == "rm"]
+    assert rm_level.tau.tolist() == pytest.approx([1.0, 1.0]) and rm_level.n.tolist() == [2, 2]
+    assert rm_level.n_pairs.tolist() == [4, 4] and rm_level.status.isin(["", *[f"no CI: {n} of 20 resamples constant"
+                                                                              for n in range(21)]]).all()
     vs_w = t["tau_rm_policy_vs_w"]
-    assert vs_w.w.tolist() == [1.0] and vs_w.tau.iloc[0] == pytest.approx(1.0)  # no tau at w = 0
-    assert len(t["tau_rm_policy_all"]) == 3
-    only_sel = selection.policy_tables(rm_pairs, pol_pairs, index, n_boot=20, fixed_w=False)["tau_rm_policy_all"]
-    assert set(only_sel.w) == {"selected"} and len(only_sel) == 2
+    assert set(vs_w.w) == {1.0} and vs_w.tau.iloc[0] == pytest.approx(1.0)  # no tau at w = 0
+    kl = t["kl_vs_w"].set_index(["rm", "w"]).kl
+    assert kl[("a", 1.0)] == pytest.approx(0.2) and kl[("a", 0.0)] == 0
+    assert set(t["tau_rm_policy_at_kl"].kl_target) == {0.2}
+    only = selection.policy_tables(rm_pairs, pol_pairs, index, n_boot=20, fixed_w=False, minimums=SMALL)
+    assert set(only["tau_rm_policy_all"].w) == {"deployed"}
+    # at the default minimum sizes four test pairs are too small for a tau
+    default = selection.policy_tables(rm_pairs, pol_pairs, index, n_boot=20, fixed_w=False)["tau_rm_policy"]
+    assert default.tau.isna().all() and default.status.str.startswith("too small").all()
 
 
 def test_test_pairs_and_dataset_pairs(tmp_path):

@@ -141,7 +141,7 @@ def one_of(*choices, optional: bool = False) -> Rule:
 
 TEXT, FLAG = Rule("str", nonempty=True), Rule("bool")
 WEIGHTS = Rule("list", each=number(lo=0), nonempty=True, why="reward weights")
-DEFINITIONS = ("cumulative", "rgd_likelihood")  # lib.evaluation.policy_accuracy.sequence_scores
+DEFINITIONS = ("cumulative", "rgd_likelihood", "rgd_likelihood_smoothed")  # lib.evaluation.policy_accuracy.sequence_scores
 RETRIEVERS = ("bm25", "recency", "random")  # lib.evaluation.icl.RETRIEVERS
 REJECTED = ("policy", "other_user", "other_rule")  # lib.data.preflamp.REJECTED
 SPLITS = ("train", "dev")  # lib.data.lamp.SPLITS
@@ -183,10 +183,13 @@ RULES: dict[str, Rule] = {
     "val_frac": fraction(), "rm_methods": names(optional=True), "rm_backbones": RM_BACKBONES,
     "rm_seeds": Rule("list", each=count(0), nonempty=True, optional=True), "rm_prefix_train": Rule("bool", optional=True),
     "max_pairs_per_group": count(1, optional=True), "n_boot": count(100, why="a percentile CI from fewer resamples is noise"),
-    "batch_size": count(1), "threads": count(1),
+    "batch_size": count(1), "threads": count(1), "step_calibration": FLAG,
+    "deploy_definition": one_of(*DEFINITIONS),
+    "kl_targets": Rule("list", each=number(lo=0, lo_open=True), nonempty=False, why="target KLs (nats per token)"),
     # 05
     "queries_per_user": count(1, optional=True), "icl_ks": Rule("list", each=count(1), nonempty=True),
-    "icl_retriever": one_of(*RETRIEVERS), "icl_max_tokens": count(1), "rgd_ws": WEIGHTS,
+    "icl_retriever": one_of(*RETRIEVERS), "icl_max_tokens": count(1),
+    "rgd_ws": Rule("any", options=(one_of("deployed"), WEIGHTS)), "rgd_rms": one_of("method_picks", "all"),
     "unknown_users": one_of("error", "skip"), "rgd_batch_size": count(1), "user_block": count(1),
     # 06
     "rm_acc_col": one_of("rm_acc_seen", "rm_acc_unseen"),
@@ -247,6 +250,18 @@ def check_agreement(values: dict[str, dict], where: str) -> None:
         rb = get(nb, "rm_backbones")
         if isinstance(rb, list):
             need(nb, "rm_backbones", rb, backbones, "notebook 02 trains no reward models on")
+    if get("05_generation", "rgd_ws") == "deployed" and values.get("04_policy_accuracy"):
+        # 05 decodes each reward model at the setting 04 chose: the same policies, candidates, units and backbones
+        need("05_generation", "policies", get("05_generation", "policies") or [],
+             set(get("04_policy_accuracy", "policies") or []), "notebook 04 deploys no reward models for")
+        ds04 = get("04_policy_accuracy", "datasets")
+        if ds04 is not None:
+            need("05_generation", "tasks", get("05_generation", "tasks") or [], set(ds04),
+                 "notebook 04 deploys no reward models on")
+        for key in ("rgd_k", "calibrated", "rm_backbones"):
+            if get("05_generation", key) != get("04_policy_accuracy", key):
+                bad.append(f"notebooks.05_generation.{key} = {get('05_generation', key)!r} but notebook 04, which "
+                           f"chose the deployed settings, ran with {get('04_policy_accuracy', key)!r}")
     bb = get("03_reward_guided_decoding", "backbone")
     if bb and bb != "policy":
         need("03_reward_guided_decoding", "backbone", [bb], backbones, "notebook 02 trains no reward models on")
