@@ -23,7 +23,8 @@ export PRC_ROOT := $(abspath $(DATA_ROOT))
 endif
 
 # The artifact each notebook writes: Make re-runs a notebook only when an input is newer. Only notebook 06 writes
-# figures/: it reads the artifacts of 01 (manifest), 02 (index, accuracy.csv), 03 (decodes.csv), 04 and 05.
+# figures/: it reads the artifacts of 01 (manifest), 02 (index, accuracy.csv), 03 (decodes.csv), 04 and 05. Notebook 05
+# reads 04's eval/deployed_settings.csv (each reward model's one deployed setting), so it runs after 04.
 PREFLAMP := $(DATA)/preflamp/manifest.json
 RMS := $(DATA)/rms/index.csv
 RGD := $(DATA)/rgd/decodes.csv
@@ -78,7 +79,7 @@ $(RGD): notebooks/03_reward_guided_decoding.ipynb $(RMS) $(CONFIG) $(LIB) | setu
 	$(RUN) 03_reward_guided_decoding
 $(POLACC): notebooks/04_policy_accuracy.ipynb $(RMS) $(CONFIG) $(LIB) | setup
 	$(RUN) 04_policy_accuracy
-$(GEN): notebooks/05_generation.ipynb $(RMS) $(CONFIG) $(LIB) | setup
+$(GEN): notebooks/05_generation.ipynb $(RMS) $(POLACC) $(CONFIG) $(LIB) | setup
 	$(RUN) 05_generation
 $(FIGS): notebooks/06_figures_tables.ipynb $(PREFLAMP) $(RMS) $(RGD) $(POLACC) $(GEN) $(CONFIG) $(LIB) | setup
 	$(RUN) 06_figures_tables

@@ -438,7 +438,7 @@ def test_generation_parameters_are_checked_like_notebook_05s():
 
     params = {k: None for k in generation.GENERATION_PARAMS} | {
         "seed": 0, "tasks": ["LaMP-4"], "icl_ks": [1], "icl_retriever": "bm25", "icl_max_tokens": 64,
-        "rgd_ws": [0.5], "calibrated": True, "rgd_k": 4, "rm_backbones": "policy", "unknown_users": "error",
+        "rgd_ws": [0.5], "rgd_rms": "method_picks", "calibrated": True, "rgd_k": 4, "rm_backbones": "policy", "unknown_users": "error",
         "max_new_tokens": 8, "batch_size": 2, "rgd_batch_size": 0, "user_block": 2}
     with pytest.raises(ValueError, match=r"generation parameters: rgd_batch_size=0 is out of range"):
         generation._check_params(params)

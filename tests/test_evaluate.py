@@ -54,12 +54,17 @@ def test_rows_scores_and_rules(lm, tmp_path):
     ref = metrics.rouge_scores(df.generation, df.reference)
     assert df.rouge1.tolist() == pytest.approx(ref.rouge1.tolist())
     rgd = df[df.system == "rgd"]
-    assert set(rgd.generation) == {"stock rmA w0.0 market?", "stock rmA w2.0 market?",
-                                   "stock rmB w0.0 market?", "stock rmB w2.0 market?"}  # cleaned: first line, unquoted
-    assert rgd.rouge1.iloc[0] == pytest.approx(metrics.rouge(["stock rmA w0.0 market?"], ["stock market rises"])["rouge1"])
+    steered = rgd[rgd.param == 2.0]
+    assert set(steered.generation) == {"stock rmA w2.0 market?", "stock rmB w2.0 market?"}  # cleaned: first line, unquoted
+    r = steered.sort_values(["rm", "query_id"]).iloc[0]
+    assert r.rouge1 == pytest.approx(metrics.rouge([r.generation], [r.reference])["rouge1"])
+    # w = 0 is the base policy exactly: its rows are the base rows, not a decode
+    base_gen = df[df.system == "base"].set_index("query_id").generation
+    for _, row in rgd[rgd.param == 0.0].iterrows():
+        assert row.generation == base_gen[row.query_id]
     # follows_rule only where the user has a rule
     ruled = df[df.query_id.isin(["q1", "q3"])]
-    assert ruled[ruled.system == "rgd"].follows_rule.all()
+    assert ruled[(ruled.system == "rgd") & (ruled.param == 2.0)].follows_rule.all()
     assert df[df.query_id.isin(["q0", "q2"])].follows_rule.isna().all()
     # base equals plain greedy decoding of the zero-shot prompt
     from lib.data.preflamp import clean_generation

@@ -112,15 +112,22 @@ def test_pipeline_01_to_06(tmp_path, monkeypatch, tiny):
     test_ids = {p["pair_id"] for p in preflamp.load_pairs(P.preflamp) if p["split"] == "test"}
     assert set(rm_pairs.pair_id) == test_ids and set(pol_pairs.half) == {"val", "test"}
     assert len(pol_pairs) == len(rm_pairs) * 2 * 2 * 2  # definitions x normalise x ws
-    tables = selection.policy_tables(rm_pairs, pol_pairs, rm_index, n_boot=50, seed=0, fixed_w=False)
+    tables = selection.policy_tables(rm_pairs, pol_pairs, rm_index, n_boot=50, seed=0, fixed_w=False,
+                                     deploy_definition="cumulative")
     schema.write_results(tables["policy_accuracy"], P.eval / "policy_accuracy.csv")
     assert tables["policy_accuracy"].policy_acc.dropna().between(0, 1).all()
+    deployed = tables["deployed"].assign(calibrated=True, rgd_k=4, rm_backbones="policy")
+    # the toy needs both kinds of deployed setting: one reward model steering, one left at the base policy
+    lamp4 = deployed.task == "LaMP-4"
+    deployed.loc[lamp4, "w"] = [1.0 if i % 2 else 0.0 for i in range(int(lamp4.sum()))]
+    deployed["w_decode"] = deployed.w / deployed.step_scale
+    schema.write_results(deployed, P.eval / "deployed_settings.csv")
 
-    # 05 base / ICL / RGD generations of every query
+    # 05 base / ICL / RGD generations of every query, each reward model at notebook 04's deployed setting
     params = dict(seed=0, tasks=["LaMP-4"], queries_per_user=1, icl_ks=[1], icl_retriever="bm25", icl_max_tokens=128,
-                  rgd_ws=[1.0], calibrated=True, rgd_k=4, rm_methods=None, rm_backbones="policy", rm_seeds=[0],
-                  rm_prefix_train=False, unknown_users="error", max_new_tokens=6, batch_size=8, rgd_batch_size=16,
-                  user_block=8)
+                  rgd_ws="deployed", rgd_rms="all", calibrated=True, rgd_k=4, rm_methods=None, rm_backbones="policy",
+                  rm_seeds=None, rm_prefix_train=None, unknown_users="error", max_new_tokens=6, batch_size=8,
+                  rgd_batch_size=16, user_block=8)
     queries = generation.generation_queries(P, params)
     frame = generation.generate_policy_rows(P, POLICY, policy, tok, rm_index, params, progress=False)
     gen = generation.finish_generations([frame], queries, seed=0)
@@ -128,12 +135,24 @@ def test_pipeline_01_to_06(tmp_path, monkeypatch, tiny):
     n_users = manifest["tasks"]["LaMP-4"]["users"]
     assert len(queries) == n_users and gen.groupby("system").size().to_dict() == \
         {"base": n_users, "icl": n_users, "rgd": n_users * len(METHODS)}
+    # one setting per reward model, the same in both artifacts: 05's RGD rows carry 04's deployed w
+    back = schema.read_results(P.eval / "generations.csv")
+    dep = pd.read_csv(P.eval / "deployed_settings.csv")
+    dep = dep[(dep.task == "LaMP-4") & (dep.policy == POLICY)].set_index("rm").w
+    rgd = back[back.system == "rgd"]
+    assert rgd.groupby("rm").param.nunique().eq(1).all()
+    assert rgd.groupby("rm").param.first().to_dict() == dep.to_dict()
+    base = back[back.system == "base"].set_index("query_id").generation
+    for rm, w in dep.items():  # w = 0 is the base policy exactly; the steering ones were decoded
+        g = rgd[rgd.rm == rm].set_index("query_id").generation
+        if w == 0:
+            assert g.to_dict() == base.reindex(g.index).to_dict()
 
     # 06 tables and summary from the artifacts
     gen_tables = results.generation_tables(schema.read_results(P.eval / "generations.csv"), n_boot=50, seed=0)
     assert set(gen_tables["best"].system) == {"base", "icl", "rgd"}
     summary = markdown.summary_markdown("smoke", manifest["corpus"], [POLICY], tables["tau_rm_policy"],
-                                      gen_tables["generation_best"], gen_tables["icl_vs_best_rgd"])
+                                      gen_tables["generation_best"], gen_tables["icl_vs_best_rgd_ci"])
     write_text(P.figures / "summary.md", summary)
 
     checks = sanity.check_run("smoke", tmp_path).set_index(["artifact", "check"])

@@ -29,6 +29,7 @@ def _gen_rows(spec):
     for (system, rm, param), scores in spec.items():
         for q, r in scores.items():
             rows.append({"task": "t", "model": "m", "system": system, "rm": rm, "param": param, "query_id": q,
+                         "user": f"u{int(q[1:]) % 2}",
                          "half": "val" if q in ("q0", "q1") else "test", "rouge1": r, "rougeL": r,
                          "follows_rule": None})
     return pd.DataFrame(rows)
@@ -46,23 +47,34 @@ def test_best_settings_are_chosen_on_val_and_reported_on_test():
     assert best.loc["icl", "param"] == 1.0 and best.loc["icl", "rouge1"] == pytest.approx(0.1)
     assert best.loc["icl", "val_rouge1"] == pytest.approx(0.5) and best.loc["icl", "n"] == 2
     assert best.loc["rgd", "rm"] == "a" and best.loc["rgd", "param"] == 2.0 and best.loc["rgd", "rouge1"] == 0.0
+    # the base policy is a candidate of RGD: a grid where no reward model beats it on val reports the base
+    no_help = results.best_systems(s[~((s.system == "rgd") & (s.param == 2.0))]).set_index("system")
+    assert no_help.loc["rgd", "param"] == 0.0 and pd.isna(no_help.loc["rgd", "rm"])
+    assert no_help.loc["rgd", "rouge1"] == pytest.approx(0.3)
     assert best.loc["base", "rouge1"] == pytest.approx(0.3)
     sel = results.select_rgd_w(s).set_index("rm")
-    # rm a: w = 2 wins on val (0.3 > base 0.2); rm b: the base policy (w = 0) wins on val -> base's test score
+    # rm a, decoded over a sweep: w = 2 wins on val (0.3 > base 0.2); rm b, decoded at its one deployed setting
+    # (notebook 04's choice on validation pairs): reported as it is, even where the base policy would win on val
     assert sel.loc["a", "w_selected"] == 2.0 and sel.loc["a", "rouge1"] == 0.0
-    assert sel.loc["b", "w_selected"] == 0.0 and sel.loc["b", "rouge1"] == pytest.approx(0.3)
+    assert sel.loc["b", "w_selected"] == 0.5 and sel.loc["b", "rouge1"] == pytest.approx(0.7)
+    # the selection budgets: ICL chose among base + 2 k, RGD among base + 3 (rm, w) settings
+    assert best.loc["icl", "n_candidates"] == 3 and best.loc["rgd", "n_candidates"] == 4
     with pytest.raises(ValueError, match="half"):
         results.select_rgd_w(s.drop(columns="half"))
 
 
 def test_selection_table_taus_each_upstream_metric_against_rouge():
-    up = pd.DataFrame({"task": "t", "policy": "m", "rm": list("abcd"), "rm_acc": [.9, .8, .7, .6],
-                       "reward_margin": [1, 2, 3, 4], "policy_acc_cumulative": [.5, .6, .7, .8]})
-    rgd = pd.DataFrame({"task": "t", "model": "m", "rm": list("abcd"), "rouge1": [.1, .2, .3, .4]})
+    up = pd.DataFrame({"task": "t", "policy": "m", "rm": list("abcdef"), "rm_acc": [.9, .8, .7, .6, .5, .4],
+                       "reward_margin": [1, 2, 3, 4, 5, 6], "policy_acc_cumulative": [.5, .6, .7, .8, .8, .8]})
+    rgd = pd.DataFrame({"task": "t", "model": "m", "rm": list("abcdef"), "rouge1": [.1, .2, .3, .4, .5, .6]})
     t = results.selection_table(up, rgd, n_boot=50).set_index("metric")
     assert t.loc["RM accuracy", "tau"] == pytest.approx(-1.0)
     assert t.loc["calibrated reward margin", "tau"] == pytest.approx(1.0)
-    assert t.loc["policy accuracy (cumulative)", "n"] == 4
+    # six models: no percentile CI, the exact permutation p instead (a perfect ranking: 2 of 720 orders)
+    assert pd.isna(t.loc["RM accuracy", "ci_lo"]) and t.loc["RM accuracy", "p_exact"] == pytest.approx(2 / 720)
+    assert t.loc["policy accuracy (cumulative)", "n"] == 6
+    few = results.selection_table(up.iloc[:4], rgd, n_boot=50).set_index("metric")
+    assert few.tau.isna().all() and (few.status == "too small: 4 models < 5").all()
 
 
 def test_generation_tables_and_icl_gap_hand_computed():
@@ -79,6 +91,9 @@ def test_generation_tables_and_icl_gap_hand_computed():
     assert gap.icl_minus_best_rgd_points == pytest.approx(30.0) and gap.params_m == 135
     # a model outside the registry has no params_m: pivot_table drops its row (kept as notebook 06 always did)
     assert results.generation_tables(gen.assign(model="m"), n_boot=20)["icl_vs_best_rgd"].empty
+    ci = t["icl_vs_best_rgd_ci"].iloc[0]  # paired over the same two test queries
+    assert ci.icl_minus_rgd_points == pytest.approx(30.0) and ci.n_queries == 2 and ci.icl_k == 1.0
+    assert ci.ci_lo <= 30.0 <= ci.ci_hi and ci.rgd_rm == "a"
     assert t["rule_following"].empty  # no latent rules in these rows
     g5 = results.icl_gap(t["best"], by=["task", "model"], name="d")
     assert g5.index.names == ["task", "model"] and g5["d"].iloc[0] == pytest.approx(30.0)
@@ -108,5 +123,7 @@ def test_rgd_tables_tau_of_rm_accuracy_with_rouge():
                           "rm_acc_unseen": [.5, .5, .5]})
     rt = results.rgd_tables(s, index, "rm_acc_seen", n_boot=20)
     assert rt["rgd_selected_w"].rouge1.tolist() == pytest.approx([.1, .2, .4])
-    assert rt["tau_rm_rouge"].tau.iloc[0] == pytest.approx(1.0) and rt["tau_rm_rouge"].n.iloc[0] == 3
+    t = rt["tau_rm_rouge"].iloc[0]  # three reward models: below the minimum, no number
+    assert t.n == 3 and pd.isna(t.tau) and t.status == "too small: 3 models < 5"
+    assert rt["tau_rm_rouge_all"].n.iloc[0] == 3
     assert results.rgd_tables(s[s.system != "rgd"], index) == {}

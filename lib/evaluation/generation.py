@@ -34,7 +34,7 @@ from ..core.params import RULES, check_values
 from ..core.progress import bar
 from ..core.schema import ROW_COLUMNS
 from ..decoding.greedy import greedy_generate
-from . import icl, metrics
+from . import deployment, icl, metrics
 
 QUERY_FIELDS = ("query_id", "task", "user", "prompt", "reference", "profile")
 
@@ -113,7 +113,11 @@ def limit_queries(queries: list[dict], per_user: int | None) -> list[dict]:
 
 def user_jobs(qs: list[dict], tok, icl_ks=(), icl_retriever: str = "bm25", icl_max_tokens: int = 512,
               rm_names=(), ws=(), seed: int = 0) -> list[dict]:
-    """The work list of one user: base, ICL for each k, RGD for each (rm, w); fixed order."""
+    """The work list of one user: base, ICL for each k, RGD for each (rm, w); fixed order.
+
+    ``ws``: a list (every reward model at each w) or a mapping rm -> ``(w, w_decode)``, its one deployed setting
+    (notebook 04's ``deployed_settings.csv``: ``w`` nominal, ``w_decode`` the weight on its decoding reward).
+    ``w = 0`` is the base policy exactly: no RGD job (:func:`evaluate` copies the base rows)."""
     jobs = []
     for q in qs:
         jobs.append({"q": q, "system": "base", "param": None, "rm": None, "message": q["prompt"], "n_examples": 0})
@@ -123,10 +127,23 @@ def user_jobs(qs: list[dict], tok, icl_ks=(), icl_retriever: str = "bm25", icl_m
             jobs.append({"q": q, "system": "icl", "param": k, "rm": None, "message": p.message,
                          "n_examples": p.n_examples})
     for rm in rm_names:
-        for w in ws:
+        for w, wd in rm_settings(ws, rm):
+            if float(w) == 0.0:
+                continue
             for q in qs:
-                jobs.append({"q": q, "system": "rgd", "param": w, "rm": rm, "message": q["prompt"], "n_examples": 0})
+                jobs.append({"q": q, "system": "rgd", "param": w, "w_decode": wd, "rm": rm, "message": q["prompt"],
+                             "n_examples": 0})
     return jobs
+
+
+def rm_settings(ws, rm: str) -> list[tuple[float, float]]:
+    """``[(w, w_decode)]`` of one reward model: each w of a list (``w_decode = w``), or its deployed setting."""
+    if isinstance(ws, dict):
+        if rm not in ws:
+            raise KeyError(f"reward model {rm!r} has no deployed setting (notebook 04's deployed_settings.csv)")
+        w, wd = ws[rm]
+        return [(float(w), float(wd))]
+    return [(float(w), float(w)) for w in ws]
 
 
 def _rgd_group(rm, name: str) -> tuple:
@@ -152,7 +169,8 @@ def _generate_block(jobs, model, tok, model_name, caches: dict, rms, rgd_fn, max
         groups.setdefault(g, []).append(i)
     fp = {name: rm_fingerprint(rms[name]) for name in {j["rm"] for j in jobs if j["system"] == "rgd"}}
     keys = [_key(model_name, j, max_new_tokens,
-                 f"{rgd_tag}|{fp[j['rm']]}|rows{rgd_batch_size}" if j["system"] == "rgd" else "greedy-plain")
+                 f"{rgd_tag}|{fp[j['rm']]}|rows{rgd_batch_size}|wd{j['w_decode']!r}" if j["system"] == "rgd"
+                 else "greedy-plain")
             for j in jobs]
     out: list[str | None] = [caches[str(j["q"]["user"])].data.get(k) for j, k in zip(jobs, keys)]
     for g, idx in groups.items():
@@ -168,7 +186,7 @@ def _generate_block(jobs, model, tok, model_name, caches: dict, rms, rgd_fn, max
                 if rgd_fn is None:
                     raise ValueError("rgd jobs need rgd_fn (see lib.evaluation.generation.rgd_adapter)")
                 gens = rgd_fn(model, tok, [rms[jobs[i]["rm"]] for i in b], msgs, [jobs[i]["q"]["user"] for i in b],
-                              [float(jobs[i]["param"]) for i in b], max_new_tokens)
+                              [float(jobs[i]["w_decode"]) for i in b], max_new_tokens)
             for i, t in zip(b, gens):
                 out[i] = t
                 caches[str(jobs[i]["q"]["user"])].data[keys[i]] = t
@@ -219,9 +237,9 @@ def evaluate(queries: list[dict], model, tok, model_name: str, *, icl_ks=(1, 2, 
     per_user = by_user(queries)
     blocks = user_blocks(per_user, user_block)
     for block in bar(blocks, desc=f"evaluate[{model_name}]", progress=progress):
-        jobs = []
+        jobs, known = [], {}
         for user in block:
-            names = []
+            names = known.setdefault(str(user), [])
             for name in sorted(rms):
                 try:
                     if rms[name] is not None and hasattr(rms[name], "user_index"):
@@ -239,11 +257,24 @@ def evaluate(queries: list[dict], model, tok, model_name: str, *, icl_ks=(1, 2, 
         caches = {u: UserCache(cache_dir, model_name, u) for u in block}
         gens = _generate_block(jobs, model, tok, model_name, caches, rms, rgd_fn, max_new_tokens, batch_size, rgd_tag,
                                rgd_batch_size)
-        rows += _rows(jobs, gens, model_name)
+        block_rows = _rows(jobs, gens, model_name)
+        rows += block_rows + _base_as_rgd(block_rows, known, ws if rms else ())
     if skipped:
         warnings.warn(f"evaluate: RGD skipped for {len(skipped)} (reward model, user) pairs the model does not "
                       f"know, e.g. {skipped[:3]}", stacklevel=2)
     return sort_rows(pd.DataFrame(rows, columns=ROW_COLUMNS))
+
+
+def _base_as_rgd(rows: list[dict], known: dict, ws) -> list[dict]:
+    """RGD at ``w = 0`` is the base policy exactly: each reward model (of those that know the user, ``known``:
+    user -> names) whose setting includes 0 gets copies of the user's base rows (``system="rgd"``,
+    ``param=0.0``) instead of a decode."""
+    out = []
+    for r in rows:
+        if r["system"] == "base":
+            out += [dict(r, system="rgd", rm=n, param=0.0) for n in known.get(str(r["user"]), [])
+                    if any(w == 0.0 for w, _ in rm_settings(ws, n))]
+    return out
 
 
 def sort_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -283,16 +314,20 @@ def rgd_adapter(policy_name: str, **rgd_kwargs) -> tuple[Callable, str]:
 
 # --- val / test halves -----------------------------------------------------------------------------
 def query_halves(queries: list[dict], seed: int = 0, val_frac: float = 0.5) -> dict[str, str]:
-    """query_id -> "val" (selects ICL's k and each reward model's w) or "test" (reports); a seeded hash
-    split (:func:`lib.evaluation.selection.split_halves`), the same for every policy and system."""
+    """query_id -> "val" (selects ICL's k and the best RGD reward model) or "test" (reports); a seeded hash
+    split (:func:`lib.evaluation.selection.split_halves`) *within each task* (a split across tasks left LaMP-7
+    with 4 val queries), the same for every policy and system."""
     from .selection import split_halves
 
-    return split_halves([str(q["query_id"]) for q in queries], seed, val_frac)
+    out = {}
+    for task in sorted({q["task"] for q in queries}):
+        out.update(split_halves([str(q["query_id"]) for q in queries if q["task"] == task], seed, val_frac))
+    return out
 
 
 # --- notebook 05 as functions (the notebook and scripts/shard_generate.py call them) ----------------
 GENERATION_PARAMS = ("seed", "tasks", "queries_per_user", "icl_ks", "icl_retriever", "icl_max_tokens", "rgd_ws",
-                     "calibrated", "rgd_k", "rm_methods", "rm_backbones", "rm_seeds", "rm_prefix_train",
+                     "rgd_rms", "calibrated", "rgd_k", "rm_methods", "rm_backbones", "rm_seeds", "rm_prefix_train",
                      "unknown_users", "max_new_tokens", "batch_size", "rgd_batch_size", "user_block")
 
 
@@ -328,17 +363,26 @@ def generate_policy_rows(P, policy: str, model, tok, rm_index: pd.DataFrame, par
     p = params
     queries = generation_queries(P, p) if queries is None else queries
     rgd_fn, rgd_tag = rgd_adapter(policy, k=p["rgd_k"])
+    deployed = deployment.read_deployed(P, p) if p["rgd_ws"] == "deployed" else None
     frames = []
     for task in p["tasks"]:
         sel = select_rms(rm_index, task, p["rm_methods"], p["rm_backbones"], p["rm_seeds"], p["rm_prefix_train"],
                          policy=policy)
+        ws = p["rgd_ws"]
+        if deployed is not None:
+            d = deployed[(deployed.task == task) & (deployed.policy == policy)]
+            if p["rgd_rms"] == "method_picks":
+                d = d[d.method_pick]
+            sel = sel[sel.rm.isin(set(d.rm))]
+            ws = {r.rm: (r.w, r.w_decode) for r in d.itertuples()}
         rms = load_task_rms(sel, load_pairs(P.preflamp, task), policy, model, tok, P.cache / "features",
                             calibrated=p["calibrated"])
         if progress:
-            print(f"{policy} / {task}: {len(rms)} reward models x {len(p['rgd_ws'])} w, ICL k={p['icl_ks']}")
+            how = "at its deployed w" if deployed is not None else f"x {len(ws)} w"
+            print(f"{policy} / {task}: {len(rms)} reward models {how}, ICL k={p['icl_ks']}")
         frames.append(evaluate(
             [q for q in queries if q["task"] == task], model, tok, policy, icl_ks=p["icl_ks"],
-            icl_retriever=p["icl_retriever"], icl_max_tokens=p["icl_max_tokens"], rms=rms, ws=p["rgd_ws"],
+            icl_retriever=p["icl_retriever"], icl_max_tokens=p["icl_max_tokens"], rms=rms, ws=ws,
             rgd_fn=rgd_fn, rgd_tag=rgd_tag, max_new_tokens=p["max_new_tokens"], batch_size=p["batch_size"],
             rgd_batch_size=p["rgd_batch_size"], cache_dir=P.cache / "generation", seed=p["seed"],
             unknown_users=p["unknown_users"], user_block=p["user_block"], progress=progress))

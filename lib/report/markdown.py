@@ -22,16 +22,21 @@ def summary_markdown(profile: str, corpus: str, policies, tau_rm_policy: pd.Data
         (f"_Profile **{profile}**, Pref-LaMP corpus **{corpus}**, policies {', '.join(policies)}"
          + ("; synthetic users and synthetic preference sets: these numbers check the pipeline and are not a "
             "replication of the paper._" if corpus == "synthetic" else "._")), "",
-        "## RM accuracy vs policy accuracy (Kendall tau-b, seen users, raw scores, validation-selected w, test half)", "",
-        "The paper reports tau = 0.08-0.31 across three datasets. CIs resample reward models and pairs.", "",
+        "## RM accuracy vs policy accuracy (Kendall tau-b, seen users, raw scores, deployed w, test half)", "",
+        "The paper reports tau = 0.08-0.31 across three datasets. Each reward model at its one deployed setting (chosen "
+        "on validation pairs, w = 0 a candidate). level rm: 95% CI from a hierarchical bootstrap (methods, then variants; "
+        "users, then pairs); level method: exact permutation p, no CI. `status` names a cell below the minimum sizes "
+        "(5 models, 20 test pairs, 4 users) or without a defined tau: such a cell has no number.", "",
         _fmt(tau_rm_policy),
         "## Base vs best ICL vs best RGD (ROUGE-1 / ROUGE-L against the user's own output, test queries)", "",
         "The paper reports ICL about +3 ROUGE-1 points over the best reward-guided method at 7B.", "",
-        _fmt(generation_best), "## ICL minus best RGD (ROUGE-1 points)", "", _fmt(icl_gap),
+        _fmt(generation_best), "## ICL minus best RGD (ROUGE-1 points, paired bootstrap CI over test queries)", "",
+        _fmt(icl_gap),
     ]
     if tau_rm_rouge is not None and selection_metrics is not None:
         lines += ["## RM accuracy vs RGD ROUGE-1 (Kendall tau-b across reward models)", "",
-                  _fmt(tau_rm_rouge[["task", "model", "n", "tau", "ci_lo", "ci_hi"]]),
+                  _fmt(tau_rm_rouge[[c for c in ("task", "model", "n", "tau", "ci_lo", "ci_hi", "p_exact", "status")
+                                     if c in tau_rm_rouge]]),
                   "## Which selection metric predicts RGD ROUGE-1? (Kendall tau-b across reward models)", "",
                   _fmt(selection_metrics)]
     lines += ["## Files", ""] + [f"- `{f}`" for f in sorted(set(map(str, files)))]

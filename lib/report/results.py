@@ -12,10 +12,10 @@ from __future__ import annotations
 import pandas as pd
 
 from ..core import models
-from ..evaluation import metrics
+from ..evaluation import metrics, tau_stats
 
-BEST_COLUMNS = ["task", "model", "params_m", "system", "rm", "param", "val_rouge1", "n", "rouge1", "rouge1_lo",
-                "rouge1_hi", "rougeL", "follows_rule"]
+BEST_COLUMNS = ["task", "model", "params_m", "system", "rm", "param", "n_candidates", "val_rouge1", "n", "rouge1",
+                "rouge1_lo", "rouge1_hi", "rougeL", "follows_rule"]
 
 
 # --- summaries of generations ----------------------------------------------------------------------
@@ -50,25 +50,35 @@ def _pick(val: pd.DataFrame, test: pd.DataFrame, keys=("rm", "param")) -> pd.Ser
 
 
 def best_systems(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per (task, model): base, the best ICL k and the best RGD (rm, w).
+    """Per (task, model): base, the best ICL k and the best RGD reward model (each at its one setting).
 
-    With a ``half`` column (:func:`lib.evaluation.generation.query_halves`) the best setting is chosen on the *val* queries and
-    reported on the *test* queries (``val_rouge1`` keeps the selection score); without one it is picked on
+    The base policy is a candidate of both ICL (``k = 0``) and RGD (``w = 0``: not steering is always an
+    option, as in :func:`select_rgd_w`), so neither is reported at a setting validation rejected.
+    ``n_candidates`` counts the settings each system chose among (its selection budget). With a ``half``
+    column (:func:`lib.evaluation.generation.query_halves`) the best setting is chosen on the *val* queries
+    and reported on the *test* queries (``val_rouge1`` keeps the selection score); without one it is picked on
     the evaluation queries themselves (an oracle choice, optimistic for ICL and RGD alike).
     """
     rows = []
     halves = "half" in summary
     for (_task, _model), g in summary.groupby(["task", "model"], sort=True):
+        base = g[g.system == "base"]
         for system in ("base", "icl", "rgd"):
             s = g[g.system == system]
             if not len(s):
                 continue
+            if system == "rgd":  # one row per (rm, param) setting; RGD at w = 0 is the base: one candidate
+                s = s[s.param.astype(float) != 0.0]
+            if system != "base":
+                s = pd.concat([base.assign(system=system, param=0.0), s])
+            n_cand = len(s.drop_duplicates(["rm", "param"]))
             if halves:
                 r = _pick(s[s.half == "val"], s[s.half == "test"])
-                if r is not None:
-                    rows.append(r)
             else:
-                rows.append(s.sort_values(["rouge1", "param"], ascending=[False, True], kind="stable").iloc[0])
+                r = s.sort_values(["rouge1", "param"], ascending=[False, True], kind="stable").iloc[0].copy()
+            if r is not None:
+                r["n_candidates"] = n_cand
+                rows.append(r)
     out = pd.DataFrame(rows).reset_index(drop=True)
     if len(out):
         out["params_m"] = [models.REGISTRY[m].params_m if m in models.REGISTRY else float("nan") for m in out.model]
@@ -76,12 +86,13 @@ def best_systems(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def select_rgd_w(summary: pd.DataFrame) -> pd.DataFrame:
-    """Each reward model's w chosen on the val queries, with its test ROUGE there.
+    """Each reward model's RGD ROUGE on the test queries at its setting.
 
-    Candidates are the RGD settings of that reward model and ``w = 0``, the base policy (a reward model
-    that does not help on validation falls back to the base policy instead of being reported at a w that
-    wrecks it). One row per (task, model, rm): ``w_selected``, ``val_rouge1``, and the test ``rouge1``,
-    ``rouge1_lo/hi``, ``rougeL``, ``follows_rule``, ``n``.
+    Decoded at its one deployed setting (notebook 05's default ``rgd_ws="deployed"``: one ``param`` per reward
+    model, chosen by notebook 04 on validation *pairs*), that setting is reported as it is: no second selection.
+    Decoded over a sweep of w (a list ``rgd_ws``), its w is chosen on the val queries among the sweep and
+    ``w = 0``, the base policy. One row per (task, model, rm): ``w_selected``, ``val_rouge1``, and the test
+    ``rouge1``, ``rouge1_lo/hi``, ``rougeL``, ``follows_rule``, ``n``.
     """
     if "half" not in summary:
         raise ValueError("select_rgd_w needs results with a 'half' column (see lib.evaluation.generation.query_halves)")
@@ -89,7 +100,7 @@ def select_rgd_w(summary: pd.DataFrame) -> pd.DataFrame:
     for (_task, _model), g in summary.groupby(["task", "model"], sort=True):
         base = g[g.system == "base"]
         for rm, s in g[g.system == "rgd"].groupby("rm", sort=True):
-            cand = pd.concat([base.assign(rm=rm, param=0.0), s])
+            cand = s if s.param.nunique() == 1 else pd.concat([base.assign(rm=rm, param=0.0), s[s.param != 0]])
             r = _pick(cand[cand.half == "val"], cand[cand.half == "test"])
             if r is not None:
                 rows.append(r.rename({"param": "w_selected"}))
@@ -98,6 +109,35 @@ def select_rgd_w(summary: pd.DataFrame) -> pd.DataFrame:
         out["w_selected"] = out["w_selected"].astype(float)
         out["system"] = "rgd"
     return out
+
+
+def icl_gap_ci(gen: pd.DataFrame, best: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """ICL minus the best RGD in ROUGE-1 points per (task, model), with a paired bootstrap CI over the *test*
+    queries (both systems at their val-chosen settings, :func:`best_systems`, on the same queries; users, then
+    queries within a user, resampled: :func:`lib.evaluation.tau_stats.paired_gap_ci`)."""
+    test = gen[gen.half == "test"] if "half" in gen else gen
+    rows = []
+    for (task, model), b in best.groupby(["task", "model"], sort=True):
+        picks = {r.system: r for r in b.itertuples()}
+        if "icl" not in picks or "rgd" not in picks:
+            continue
+        t = test[(test.task == task) & (test.model == model)]
+        side = {}
+        for sysname in ("icl", "rgd"):
+            r = picks[sysname]
+            if float(r.param) == 0.0:  # the base policy won the selection
+                q = t[t.system == "base"]
+            else:
+                q = t[(t.system == sysname) & (t.param.astype(float) == float(r.param))]
+                q = q[q.rm == r.rm] if sysname == "rgd" else q
+            side[sysname] = q.set_index("query_id")
+        ids = sorted(set(side["icl"].index) & set(side["rgd"].index))
+        res = tau_stats.paired_gap_ci(side["icl"].loc[ids, "rouge1"].to_numpy(), side["rgd"].loc[ids, "rouge1"].to_numpy(),
+                                    groups=side["icl"].loc[ids, "user"].astype(str).to_numpy(), n_boot=n_boot, seed=seed)
+        rows.append({"task": task, "model": model, "icl_k": picks["icl"].param, "rgd_rm": picks["rgd"].rm,
+                     "rgd_w": picks["rgd"].param, "n_queries": res["n"], "n_users": res["n_groups"],
+                     "icl_minus_rgd_points": 100 * res["gap"], "ci_lo": 100 * res["ci_lo"], "ci_hi": 100 * res["ci_hi"]})
+    return pd.DataFrame(rows)
 
 
 def rm_vs_rouge(summary: pd.DataFrame, rm_table: pd.DataFrame, rm_col: str = "rm") -> pd.DataFrame:
@@ -120,14 +160,41 @@ def rm_vs_rouge(summary: pd.DataFrame, rm_table: pd.DataFrame, rm_col: str = "rm
                       right_on=["task", rm_col] if "task" in rm_table else [rm_col], how="left")
 
 
+def small_n_taus(taus: pd.DataFrame, x: str, y: str, df: pd.DataFrame, by) -> pd.DataFrame:
+    """The rules of notebook 04's tau cells on a :func:`lib.evaluation.metrics.tau_table`: a cell with fewer reward
+    models than ``tau_stats.MIN_SIZES["models"]`` has no tau (``status`` says so); with at most
+    ``tau_stats.MAX_EXACT_N`` models a percentile bootstrap CI is meaningless, so it is dropped for the exact
+    permutation p-value (``p_exact``)."""
+    out = taus.copy()
+    out["p_exact"], out["status"] = float("nan"), ""
+    for i, r in out.iterrows():
+        g = df
+        for c in by:
+            g = g[g[c] == r[c]]
+        g = g.dropna(subset=[x, y])
+        if r.n < tau_stats.MIN_SIZES["models"]:
+            out.loc[i, ["tau", "ci_lo", "ci_hi", "p"]] = float("nan")
+            out.loc[i, "status"] = f"too small: {r.n} models < {tau_stats.MIN_SIZES['models']}"
+        elif r.n <= tau_stats.MAX_EXACT_N:
+            out.loc[i, ["ci_lo", "ci_hi"]] = float("nan")
+            out.loc[i, "p_exact"] = tau_stats.exact_permutation_p(g[x], g[y])
+            if pd.isna(r.tau):
+                out.loc[i, "status"] = "undefined: a side is constant"
+        elif pd.isna(r.tau):
+            out.loc[i, "status"] = "undefined: a side is constant"
+    return out
+
+
 # --- which selection metric predicts behaviour? -------------------------------------------------------
 UPSTREAM = {"rm_acc": "RM accuracy", "policy_acc_cumulative": "policy accuracy (cumulative)",
-            "policy_acc_rgd_likelihood": "policy accuracy (rgd_likelihood)", "reward_margin": "calibrated reward margin"}
+            "policy_acc_rgd_likelihood": "policy accuracy (rgd_likelihood)",
+            "policy_acc_rgd_likelihood_smoothed": "policy accuracy (rgd_likelihood_smoothed)",
+            "reward_margin": "calibrated reward margin"}
 
 
 def upstream_metrics(rm_pairs: pd.DataFrame, policy_at_selected: pd.DataFrame, user_group: str = "seen") -> pd.DataFrame:
     """Per (task, policy, rm): every candidate selection metric on the test half of notebook 04's pairs:
-    RM accuracy, policy accuracy of each definition at the validation-selected w (raw scores), and the mean
+    RM accuracy, policy accuracy of each definition at the deployed w (raw scores), and the mean
     calibrated reward margin r(chosen) - r(rejected)."""
     r = rm_pairs[(rm_pairs.half == "test") & (rm_pairs.user_group == user_group)]
     out = r.groupby(["task", "policy", "rm"], sort=True).agg(rm_acc=("rm_correct", "mean"),
@@ -150,11 +217,11 @@ def selection_table(upstream: pd.DataFrame, rgd_selected: pd.DataFrame, n_boot: 
     for col, label in UPSTREAM.items():
         if col in df:
             t = metrics.tau_table(df, col, "rouge1", by=["task", "policy"], n_boot=n_boot, seed=seed)
-            rows.append(t.assign(metric=label))
+            rows.append(small_n_taus(t, col, "rouge1", df, ["task", "policy"]).assign(metric=label))
     if not rows:
         raise ValueError("selection_table: no upstream metric column in the input")
     out = pd.concat(rows, ignore_index=True)
-    return out[["task", "policy", "metric", "n", "tau", "ci_lo", "ci_hi", "p"]]
+    return out[["task", "policy", "metric", "n", "tau", "ci_lo", "ci_hi", "p_exact", "status"]]
 
 
 # --- the tables of notebooks 05 and 06 ---------------------------------------------------------------
@@ -200,7 +267,8 @@ def generation_tables(gen: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> d
     sweep = summarize(gen.drop(columns="half"), n_boot=n_boot, seed=seed)
     best = best_systems(summary)
     return {"summary": summary, "generation_all_settings": sweep, "best": best, "generation_best": best[BEST_COLUMNS],
-            "icl_vs_best_rgd": icl_gap(best).reset_index(), "rule_following": rule_table(sweep)}
+            "icl_vs_best_rgd": icl_gap(best).reset_index(),
+            "icl_vs_best_rgd_ci": icl_gap_ci(gen, best, n_boot=n_boot, seed=seed), "rule_following": rule_table(sweep)}
 
 
 def rgd_tables(summary: pd.DataFrame, rm_index: pd.DataFrame, rm_acc_col: str = "rm_acc_seen", n_boot: int = 1000,
@@ -213,9 +281,10 @@ def rgd_tables(summary: pd.DataFrame, rm_index: pd.DataFrame, rm_acc_col: str = 
     if not (summary.system == "rgd").any():
         return {}
     rr = rm_vs_rouge(summary, rm_index[["task", "rm", "method", "rm_acc_seen", "rm_acc_unseen"]])
-    tau = metrics.tau_table(rr, rm_acc_col, "rouge1", by=["task", "model"], n_boot=n_boot, seed=seed)
+    tau = small_n_taus(metrics.tau_table(rr, rm_acc_col, "rouge1", by=["task", "model"], n_boot=n_boot, seed=seed),
+                       rm_acc_col, "rouge1", rr, ["task", "model"])
     sel = select_rgd_w(summary)
     return {"rgd_selected": sel, "rgd_selected_w": sel[["task", "model", "rm", "w_selected", "val_rouge1", "n",
                                                           "rouge1", "rouge1_lo", "rouge1_hi"]],
-            "rm_vs_rouge": rr, "tau_rm_rouge_all": tau, "tau_rm_rouge": tau[["task", "model", "n", "tau", "ci_lo",
-                                                                              "ci_hi", "p"]]}
+            "rm_vs_rouge": rr, "tau_rm_rouge_all": tau,
+            "tau_rm_rouge": tau[["task", "model", "n", "tau", "ci_lo", "ci_hi", "p_exact", "status"]]}

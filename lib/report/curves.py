@@ -1,0 +1,90 @@
+"""Figures of the protocol's curves over the reward weight ``w`` (notebook 04's tables, saved by notebook 06):
+policy accuracy against ``w`` with the base policy's accuracy under the same definition, and the measured
+steering strength (KL of the RGD next-token distribution from the base policy's) against ``w`` per method."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+W_LABEL = "reward weight w (step-calibrated)"
+
+
+def _grid(df: pd.DataFrame, col: str, row: str, height: float = 1.9):
+    cols, rows = sorted(df[col].unique()), sorted(df[row].unique())
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(1.0 + 2.0 * len(cols), 0.6 + height * len(rows)),
+                             sharex=True, sharey=True, squeeze=False)
+    return fig, axes, cols, rows
+
+
+def plot_policy_accuracy_vs_w(pa: pd.DataFrame, user_group: str = "seen"):
+    """Mean test-half policy accuracy over each method's reward models against ``w`` (raw scores), one panel per
+    dataset (columns) and definition (rows); dashed: the base policy's accuracy under that definition."""
+    d = pa[(pa.user_group == user_group) & (~pa.normalise.astype(bool))]
+    if d.empty:
+        raise ValueError(f"plot_policy_accuracy_vs_w: no raw-score rows for user group {user_group!r}")
+    d = d.groupby(["task", "definition", "method", "w"], sort=True).agg(
+        policy_acc=("policy_acc", "mean"), base_acc=("base_acc", "first")).reset_index()
+    fig, axes, cols, rows = _grid(d, "task", "definition")
+    methods = sorted(d.method.unique())
+    pal = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            ax, g = axes[i, j], d[(d.definition == r) & (d.task == c)]
+            for m, gm in g.groupby("method", sort=True):
+                ax.plot(gm.w, gm.policy_acc, marker="o", ms=3, lw=1.2, color=pal[m], label=m)
+            if len(g):
+                ax.axhline(g.base_acc.iloc[0], color="0.4", ls="--", lw=0.9, label="base policy (w = 0)")
+            ax.set_xscale("symlog", linthresh=0.125)
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_title(f"{c} · {r}", fontsize=8)
+            if j == 0:
+                ax.set_ylabel("policy accuracy")
+            if i == len(rows) - 1:
+                ax.set_xlabel(W_LABEL, fontsize=8)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    by = dict(zip(labels, handles))
+    fig.legend(by.values(), by.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
+    fig.suptitle(f"Policy accuracy against w ({user_group} users, test half; mean over each method's reward models)",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_kl_vs_w(kl: pd.DataFrame):
+    """Measured steering strength (mean per-token KL(RGD || base), val half) against ``w`` > 0, one line per reward
+    model coloured by method, one panel per dataset (columns) and policy (rows), log-log axes: with step
+    calibration the methods' curves should lie together (one w, about one KL)."""
+    d = kl[(kl.w > 0) & (kl.kl > 0)]
+    if d.empty:
+        raise ValueError("plot_kl_vs_w: no positive KL at any w > 0 (constant rewards everywhere?)")
+    fig, axes, cols, rows = _grid(d, "task", "policy")
+    methods = sorted(d.method.dropna().unique())
+    pal = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            ax, g = axes[i, j], d[(d.policy == r) & (d.task == c)]
+            for (m, _rm), gm in g.groupby(["method", "rm"], sort=True):
+                ax.plot(gm.w, gm.kl, lw=0.9, alpha=0.75, color=pal[m], label=m)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_title(f"{c} · {r}", fontsize=8)
+            if j == 0:
+                ax.set_ylabel("KL(RGD ‖ base), nats/token", fontsize=8)
+            if i == len(rows) - 1:
+                ax.set_xlabel(W_LABEL, fontsize=8)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    by = dict(zip(labels, handles))
+    fig.legend(by.values(), by.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
+    fig.suptitle("Measured steering strength against w (val half; one line per reward model)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def spread(kl: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, policy, w): the ratio of the largest to the smallest method-mean KL, how far one w is from one
+    strength (1 = equal)."""
+    m = kl[kl.w > 0].groupby(["task", "policy", "w", "method"], sort=True).kl.mean()
+    return m.groupby(["task", "policy", "w"]).agg(lambda s: float(s.max() / s.min()) if s.min() > 0 else np.inf) \
+        .rename("kl_max_over_min").reset_index()
