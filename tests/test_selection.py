@@ -80,7 +80,7 @@ def test_deployed_settings_pick_the_best_val_w_ties_to_the_smaller_and_can_pick_
     assert dep.method_pick.to_dict() == {"a": True, "b": False}  # one pick per method: the best on val
     at = selection.at_deployed(_pp(rows), dep.reset_index())
     assert set(zip(at.rm, at.w)) == {("a", 1.0), ("b", 0.0)} and set(at.half) == {"val", "test"}
-    with pytest.raises(ValueError, match="no val-half outcomes for definition 'rgd_likelihood'"):
+    with pytest.raises(ValueError, match="no val-half outcomes for definition 'rgd_likelihood_smoothed'"):
         selection.deployed_settings(_pp(rows), _rm_meta(["a", "b"]))
 
 
@@ -170,7 +170,8 @@ SMALL = {"models": 2, "pairs": 4, "users": 2}
 
 def test_policy_tables_hand_computed():
     rm_pairs, pol_pairs, index = _outcomes()
-    t = selection.policy_tables(rm_pairs, pol_pairs, index, n_boot=20, seed=0, kl_targets=[0.2], minimums=SMALL)
+    t = selection.policy_tables(rm_pairs, pol_pairs, index, n_boot=20, seed=0, kl_targets=[0.2], minimums=SMALL,
+                                deploy_definition="rgd_likelihood")
     dep = t["policy_accuracy_deployed"]
     sel = dep[dep.definition == "cumulative"].set_index("rm")
     assert sel.w_deployed.to_dict() == {"a": 1.0, "b": 0.0}  # b: nothing beats w = 0 on val (tie -> smaller w)
@@ -195,10 +196,12 @@ def test_policy_tables_hand_computed():
     kl = t["kl_vs_w"].set_index(["rm", "w"]).kl
     assert kl[("a", 1.0)] == pytest.approx(0.2) and kl[("a", 0.0)] == 0
     assert set(t["tau_rm_policy_at_kl"].kl_target) == {0.2}
-    only = selection.policy_tables(rm_pairs, pol_pairs, index, n_boot=20, fixed_w=False, minimums=SMALL)
+    only = selection.policy_tables(rm_pairs, pol_pairs, index, n_boot=20, fixed_w=False, minimums=SMALL,
+                                  deploy_definition="cumulative")
     assert set(only["tau_rm_policy_all"].w) == {"deployed"}
     # at the default minimum sizes four test pairs are too small for a tau
-    default = selection.policy_tables(rm_pairs, pol_pairs, index, n_boot=20, fixed_w=False)["tau_rm_policy"]
+    default = selection.policy_tables(rm_pairs, pol_pairs, index, n_boot=20, fixed_w=False,
+                                      deploy_definition="cumulative")["tau_rm_policy"]
     assert default.tau.isna().all() and default.status.str.startswith("too small").all()
 
 

@@ -2,7 +2,7 @@
 comparison at matched steering strength.
 
 :func:`deployed_settings`: on the *val* half of notebook 04's pairs, each reward model's ``w`` with the best policy
-accuracy under ``definition`` (default: the faithful ``rgd_likelihood``, the deployed decoder's own likelihood),
+accuracy under ``definition`` (default :data:`DEPLOY_DEFINITION`: the deployed decoder's smoothed likelihood),
 ``w = 0`` a candidate that wins ties; each method's pick among its seeds and prefix variants. :func:`read_deployed`
 reads the artifact back for notebook 05 and checks that it was chosen under notebook 05's settings.
 :func:`matched_kl` and :func:`kl_curves` use the measured steering KL of every (reward model, w).
@@ -12,7 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-DEPLOY_DEFINITION = "rgd_likelihood"  # the likelihood under the decoder that is deployed (faithful: support = top-k)
+# The deployment criterion: the deployed decoder's likelihood with the gold token added to the top-k support. The
+# faithful likelihood (support = top-k) is reported beside it, but it cannot select: a response written by a user
+# (or another policy) almost always holds a token outside a small policy's top-k, so both responses of a pair have
+# likelihood 0 and tie at every w (88-100% of the smoke pairs; ``val_ties`` shows it per reward model).
+DEPLOY_DEFINITION = "rgd_likelihood_smoothed"
 
 
 def deployed_settings(pol_pairs: pd.DataFrame, rm_pairs: pd.DataFrame, definition: str = DEPLOY_DEFINITION,
@@ -24,7 +28,7 @@ def deployed_settings(pol_pairs: pd.DataFrame, rm_pairs: pd.DataFrame, definitio
 
     One row per (task, policy, rm) with ``w`` (nominal, the units of the grid), ``step_scale``, ``w_decode`` =
     ``w / step_scale`` (the weight on the reward model's decoding reward that notebook 05 uses), ``val_acc``,
-    ``val_base_acc`` (``w = 0``), ``val_kl`` (the measured steering strength there), ``n_val`` (pairs),
+    ``val_base_acc`` (``w = 0``), ``val_ties`` (share of tied val pairs there: near 1, the criterion cannot select), ``val_kl`` (the measured steering strength there), ``n_val`` (pairs),
     ``method`` and ``method_pick``: True for the one reward model each method deploys (of its seeds and prefix
     variants the best ``val_acc``; ties: smaller ``w``, then the name).
     """
@@ -34,8 +38,9 @@ def deployed_settings(pol_pairs: pd.DataFrame, rm_pairs: pd.DataFrame, definitio
     if val.empty:
         raise ValueError(f"deployed_settings: no val-half outcomes for definition {definition!r}, normalise="
                          f"{normalise} (definitions scored: {sorted(pol_pairs.definition.unique())})")
-    acc = val.groupby(by + ["w"], sort=True).agg(val_acc=("correct", "mean"), val_kl=("kl", "mean"),
-                                                 n_val=("pair_id", "nunique")).reset_index()
+    acc = val.assign(tie=val.correct == 0.5).groupby(by + ["w"], sort=True).agg(
+        val_acc=("correct", "mean"), val_ties=("tie", "mean"), val_kl=("kl", "mean"),
+        n_val=("pair_id", "nunique")).reset_index()
     base = acc[acc.w == 0].set_index(by).val_acc.rename("val_base_acc")
     acc = acc.sort_values(by + ["val_acc", "w"], ascending=[True] * 3 + [False, True], kind="stable")
     out = acc.groupby(by, sort=True).head(1).join(base, on=by).reset_index(drop=True)
@@ -46,8 +51,8 @@ def deployed_settings(pol_pairs: pd.DataFrame, rm_pairs: pd.DataFrame, definitio
     rank = out.sort_values(["task", "policy", "method", "val_acc", "w", "rm"],
                            ascending=[True, True, True, False, True, True], kind="stable")
     out["method_pick"] = out.index.isin(rank.groupby(["task", "policy", "method"], sort=True).head(1).index)
-    return out[by + ["method", "method_pick", "w", "step_scale", "w_decode", "val_acc", "val_base_acc", "val_kl",
-                     "n_val", "definition", "normalise"]]
+    return out[by + ["method", "method_pick", "w", "step_scale", "w_decode", "val_acc", "val_base_acc", "val_ties",
+                     "val_kl", "n_val", "definition", "normalise"]]
 
 
 def at_deployed(pol_pairs: pd.DataFrame, deployed: pd.DataFrame) -> pd.DataFrame:
