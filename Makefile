@@ -37,7 +37,7 @@ FIGS := $(FIG)/summary.md
 .DELETE_ON_ERROR:
 
 .PHONY: help setup data rms rgd policy-accuracy generation figures all test lint test-unit test-notebooks test-lamp-cpu \
-        bench strip clean distclean readme
+        bench strip clean distclean readme artifacts
 
 help: ## Show this help
 	@echo "usage: make [target] [PROFILE=smoke|lamp-cpu|paper] [DATA_ROOT=.]"
@@ -83,6 +83,11 @@ $(GEN): notebooks/05_generation.ipynb $(RMS) $(POLACC) $(CONFIG) $(LIB) | setup
 	$(RUN) 05_generation
 $(FIGS): notebooks/06_figures_tables.ipynb $(PREFLAMP) $(RMS) $(RGD) $(POLACC) $(GEN) $(CONFIG) $(LIB) | setup
 	$(RUN) 06_figures_tables
+
+# scripts/pack_artifacts.py: real-LaMP profiles leave out every *.jsonl (LaMP's and the preference sets' text, whose
+# licenses forbid redistribution); the synthetic smoke corpus is packed whole.
+artifacts: $(RMS) | setup ## Pack data/processed/PROFILE (Pref-LaMP, preference sets, reward models: what 03-06 start from) into build/artifacts-PROFILE.tar.gz
+	$(PY) scripts/pack_artifacts.py --profile $(PROFILE) --out $(DATA_ROOT)/build/artifacts-$(PROFILE).tar.gz
 
 test: setup lint test-unit test-notebooks test-lamp-cpu ## Unit tests, every notebook as stored (nbval checks the kept headline numbers), then lamp-cpu on a real-layout fixture
 

@@ -14,7 +14,7 @@ def test_auto_device_dtype_cpu_and_override():
 
 
 def test_unknown_model_lists_known():
-    with pytest.raises(KeyError, match="smollm2-135m"):
+    with pytest.raises(models.ModelUnavailableError, match="smollm2-135m"):
         models.spec("gpt-5")
 
 

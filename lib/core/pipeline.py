@@ -86,7 +86,11 @@ def parameters_for(name: str, profile: str, configs_dir=None) -> dict:
     known = {p.stem for p in NOTEBOOKS.glob("[0-9]*.ipynb")}
     if set(sections) - known:
         raise KeyError(f"{where}: section(s) {sorted(set(sections) - known)} name no notebook; known: {sorted(known)}")
-    common = cfg.get("common") or {}
+    common = dict(cfg.get("common") or {})
+    if "models" in common:  # names -> local folders / hub ids (lib.core.models.register), not a notebook parameter
+        from . import models
+
+        models.register(common.pop("models"), f"{where}: common.models")
     if common:
         everywhere = set().union(*(declared_parameters(NOTEBOOKS / f"{n}.ipynb") for n in sorted(known)))
         if set(common) - everywhere:
