@@ -220,7 +220,10 @@ def test_only_notebook_06_writes_figures():
 
 
 # Modules allowed past ~400 lines, with the one idea that makes them long.
-LONG_MODULES = {}
+LONG_MODULES = {
+    # the registry and its one lookup order (mapping, registry, local folder, hub id) with the loaders of each kind
+    "lib/core/models.py": "one lookup order: splitting it would scatter how a model name resolves",
+}
 
 
 def test_lib_modules_stay_short():
