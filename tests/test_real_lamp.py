@@ -289,3 +289,34 @@ def test_other_user_fallback_memory_is_bounded(monkeypatch):
     assert all(out[("big", it["id"])].startswith("Snow") for it in big)  # another user's output, always
     fallback = calls[1:]
     assert fallback and max(fallback) <= 2_000, fallback  # queries x k per call within the bound
+
+
+@pytest.mark.parametrize("text, why", [
+    ("The article: The article: The article: about", "repetition"), ("The TSA's TSA's TSA's new rule", "repetition"),
+    ("The headline: Dogs learn to read", "template_prefix"), ("  ", "empty"), ("...", "empty"),
+    ("Dogs learn to read in Ohio schools", ""), ("A headline about the title of a book", ""),
+])
+def test_degenerate_rejected_responses_are_named(text, why):
+    assert rejected.degenerate_reason(text) == why
+
+
+def junk_gen(prompts):
+    """A small policy's zero-shot outputs: every third prompt gets a template prefix, every fourth a repetition loop."""
+    return [("The headline: " if i % 3 == 0 else "") + ("x x x x" if i % 4 == 1 else g)
+            for i, g in enumerate(fake_gen(prompts))]
+
+
+def test_degenerate_policy_negatives_are_measured_and_can_be_dropped(raw, tmp_path):
+    kept = build(raw, tmp_path / "keep", gen=junk_gen, tasks=["LaMP-4"], rejected="policy")["tasks"]["LaMP-4"]
+    n_junk = kept["rejected_degenerate_template_prefix"] + kept["rejected_degenerate_repetition"]
+    assert kept["rejected_degenerate_template_prefix"] > 0 and kept["rejected_degenerate_repetition"] > 0
+    assert kept["pairs_dropped_degenerate"] == 0  # "keep" only measures
+    junk = [p for p in preflamp.load_pairs(tmp_path / "keep") if rejected.degenerate_reason(p["rejected"])]
+    assert len(junk) == n_junk
+    dropped = build(raw, tmp_path / "drop", gen=junk_gen, tasks=["LaMP-4"], rejected="policy",
+                    rejected_degenerate="drop")["tasks"]["LaMP-4"]
+    assert dropped["pairs_dropped_degenerate"] == n_junk
+    assert not any(rejected.degenerate_reason(p["rejected"]) for p in preflamp.load_pairs(tmp_path / "drop"))
+    assert dropped["pairs"] + dropped["pairs_dropped_with_users"] == kept["pairs"] - n_junk
+    other = build(raw, tmp_path / "ou", tasks=["LaMP-4"], rejected="other_user")["tasks"]["LaMP-4"]
+    assert "rejected_degenerate_repetition" not in other  # only policy negatives are generated, so only they are measured

@@ -30,7 +30,11 @@ corpus gives several questions one profile, and questions are grouped by their p
   smoke default): the *same facts* rendered under the rule of another user (a seeded choice among
   the other users whose rendering differs from the chosen and does not follow this user's rule), the
   clean contrast "same content, someone else's style". It reads the facts the synthetic writer keeps
-  in ``facts.json``.
+  in ``facts.json``. A ``"policy"`` rejected response can be machine junk that no user writes (a 135M policy's
+  "The article: The article: ...", "The TSA's TSA's TSA's ...", "The headline: ..."): then the pair tests "is this
+  junk", not "whose is it". Each one is counted by reason (``rejected_degenerate_empty`` / ``_repetition`` /
+  ``_template_prefix``, :func:`lib.data.rejected.degenerate_reason`) and, with ``rejected_degenerate="drop"``,
+  its pair is dropped (``pairs_dropped_degenerate``); the default ``"keep"`` only measures.
 * **queries**: the user's held-out LaMP questions, with the user's real output as the reference and
   the profile for ICL. A question whose gold output is empty or blank cannot be scored by ROUGE: it is
   dropped with a warning (``queries_dropped_empty_gold``). An input longer than ``max_query_chars``
@@ -64,10 +68,11 @@ from . import lamp
 from ..core.io import atomic_dir, read_jsonl, sha256_file, write_json, write_jsonl
 from ..core.params import RULES, check_values
 from .prefdata import n_test_pairs, user_groups
+from .rejected import DEGENERATE, kept_pairs
 
 DEFAULTS = dict(tasks=("LaMP-4", "LaMP-5", "LaMP-7"), split="dev", max_users=None, max_pairs_per_user=12,
                 min_profile=4, unseen_frac=0.25, test_frac=0.25, rejected="policy", max_source_chars=1200,
-                max_query_chars=4000, paraphrase_instructions=None, seed=0)
+                max_query_chars=4000, paraphrase_instructions=None, rejected_degenerate="keep", seed=0)
 MIN_PAIRS = 2  # a kept user needs a train and a test pair
 # counts added for real LaMP (every build_task reports them; see the module docstring)
 NEW_COUNTS = ("users_dropped_too_few_pairs", "pairs_dropped_with_users", "profile_items_skipped_empty",
@@ -188,20 +193,6 @@ def _paraphrase_sources(chosen_items: dict, task: str, paraphraser, p: dict, cou
     return source
 
 
-def _kept_pairs(chosen_items: dict, rejected: dict, counts: dict) -> dict[str, list[tuple]]:
-    """user -> [(item, rejected)] without the pairs whose rejected is empty or equals the chosen (counted)."""
-    kept = {}
-    for u in sorted(chosen_items):
-        kept[u] = []
-        for it in chosen_items[u]:
-            rej = rejected[(u, it["id"])]
-            if not rej or not rej.strip() or lamp.norm_text(rej) == lamp.norm_text(it["output"]):
-                counts["pairs_dropped_identical"] += 1
-            else:
-                kept[u].append((it, rej))
-    return kept
-
-
 def _drop_thin_users(order: list[str], kept: dict, task: str, p: dict, counts: dict) -> list[str]:
     """``order`` without the users left with fewer than MIN_PAIRS pairs (warned, counted); raises if none is left."""
     thin = [u for u in order if len(kept[u]) < MIN_PAIRS]
@@ -284,7 +275,9 @@ def build_task(questions: list[dict], task: str, generator, params: dict, facts:
     else:
         rule_of_user = {u: users[u][0].get("rule") for u in order}
         rejected = other_rule_rejected(chosen_items, rule_of_user, facts, task, p["seed"])
-    kept = _kept_pairs(chosen_items, rejected, counts)
+    if p["rejected"] == "policy":  # measured (and dropped with rejected_degenerate="drop") only for policy negatives
+        counts |= {f"rejected_degenerate_{why}": 0 for why in DEGENERATE} | {"pairs_dropped_degenerate": 0}
+    kept = kept_pairs(chosen_items, rejected, counts, p["rejected_degenerate"] if p["rejected"] == "policy" else None)
     uids = _drop_thin_users(order, kept, task, p, counts)  # seen/unseen and train/test only after every drop
     group = user_groups(uids, p["unseen_frac"])
     n_unseen = sum(g == "unseen" for g in group.values())

@@ -1,12 +1,37 @@
 """Pref-LaMP's non-policy rejected responses: another user's output for the most similar source
-(``rejected="other_user"``) and the same facts under another user's rule (``rejected="other_rule"``)."""
+(``rejected="other_user"``) and the same facts under another user's rule (``rejected="other_rule"``); and the test
+of a policy-made rejected response that is machine junk (:func:`degenerate_reason`)."""
 from __future__ import annotations
 
 import random
+import re
 
 import numpy as np
 
 from .lamp import norm_text
+
+# A small policy's zero-shot output that no user would write: a pair against it tests "is this junk", not "whose is it"
+TEMPLATE_PREFIX = re.compile(r"^\W*(the\s+)?(article|headline|title|abstract|tweet|paraphrase|summary|answer|output|"
+                             r"text)\s*:", re.I)
+DEGENERATE = ("empty", "repetition", "template_prefix")
+
+
+def degenerate_reason(text: str) -> str:
+    """Why a generated rejected response is degenerate ("" when it is not): ``empty`` (no word), ``repetition``
+    (a word n-gram, n = 1..3, repeated three times in a row, e.g. "The TSA's TSA's TSA's", or fewer than half of its
+    bigrams distinct over 6+ words) or ``template_prefix`` (it opens with a label such as "The article:")."""
+    words = re.findall(r"[\w']+", (text or "").lower())
+    if not words:
+        return "empty"
+    for n in (1, 2, 3):
+        grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+        if any(grams[i] == grams[i + n] == grams[i + 2 * n] for i in range(len(grams) - 2 * n)):
+            return "repetition"
+    bigrams = list(zip(words, words[1:]))
+    if len(words) >= 6 and len(set(bigrams)) < 0.5 * len(bigrams):
+        return "repetition"
+    return "template_prefix" if TEMPLATE_PREFIX.match(text) else ""
+
 
 FALLBACK_CELLS = 4_000_000  # ranks one fallback retrieval may hold (queries x k): tens of MB, whatever the corpus
 
@@ -80,3 +105,25 @@ def other_rule_rejected(chosen_items: dict[str, list[dict]], rule_of_user: dict[
             rng = random.Random(f"{task}-{u}-{it['id']}-{seed}")
             out[(u, it["id"])] = rng.choice(pool)[1] if pool else None
     return out
+
+
+def kept_pairs(chosen_items: dict, rejected: dict, counts: dict, degenerate: str | None = None) -> dict[str, list[tuple]]:
+    """user -> [(item, rejected)] without the pairs whose rejected is empty or equals the chosen (counted). With
+    ``degenerate`` ("keep" or "drop": ``rejected="policy"`` builds) each degenerate rejected response
+    (:func:`lib.data.rejected.degenerate_reason`) is counted by reason, and dropped with "drop"."""
+    kept = {}
+    for u in sorted(chosen_items):
+        kept[u] = []
+        for it in chosen_items[u]:
+            rej = rejected[(u, it["id"])]
+            if not rej or not rej.strip() or norm_text(rej) == norm_text(it["output"]):
+                counts["pairs_dropped_identical"] += 1
+                continue
+            why = degenerate_reason(rej) if degenerate else ""
+            if why:
+                counts[f"rejected_degenerate_{why}"] += 1
+                if degenerate == "drop":
+                    counts["pairs_dropped_degenerate"] += 1
+                    continue
+            kept[u].append((it, rej))
+    return kept
