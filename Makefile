@@ -2,6 +2,7 @@
 # PROFILE=smoke (default: synthetic LaMP-format corpus, packaged SmolLM2, CPU, minutes)
 # PROFILE=lamp-cpu (real LaMP files placed under data/raw/lamp, packaged models, user sample, CPU)
 # PROFILE=paper (real LaMP download, Qwen2.5 0.5B-7B, GPU, hours).
+# PROFILE=tldr-real (real TL;DR annotators placed under data/raw/tldr, packaged models, CPU; notebooks 02, 04, 06).
 # DATA_ROOT=DIR puts data/, figures/ and build/ under DIR instead of the repository (make test-lamp-cpu uses it).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -31,6 +32,11 @@ RGD := $(DATA)/rgd/decodes.csv
 POLACC := $(DATA)/eval/policy_accuracy.csv
 GEN := $(DATA)/eval/generations.csv
 FIGS := $(FIG)/summary.md
+PARAMS := $(DATA_ROOT)/build/$(PROFILE)/params
+# A profile's `stages: [...]` line (configs/tldr-real.yaml: 02, 04 and 06 only; lib.core.config checks the line);
+# none: every notebook. $(call stage,NN,FILE) is FILE when the profile runs notebook NN, else nothing.
+STAGES := $(shell sed -n 's/^stages: *\[\([^]]*\)\].*/\1/p' $(CONFIG) 2>/dev/null | tr ',' ' ')
+stage = $(if $(STAGES),$(if $(filter $(1)_%,$(STAGES)),$(2)),$(2))
 
 # A notebook that fails after writing its target file (a 1-byte rms/index.csv, say) must not leave Make believing
 # the stage is done: Make deletes the target of a failed recipe.
@@ -40,7 +46,7 @@ FIGS := $(FIG)/summary.md
         bench strip clean distclean readme artifacts
 
 help: ## Show this help
-	@echo "usage: make [target] [PROFILE=smoke|lamp-cpu|paper] [DATA_ROOT=.]"
+	@echo "usage: make [target] [PROFILE=smoke|lamp-cpu|tldr-real|paper] [DATA_ROOT=.]"
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
 
 setup: $(VENV)/.installed ## Create .venv with the pinned, tested environment (runs once)
@@ -61,7 +67,7 @@ policy-accuracy: $(POLACC) ## Policy accuracy and its Kendall tau with RM accura
 generation: $(GEN) ## Base / RGD / ICL generations scored against the users' outputs (notebook 05)
 figures: $(FIGS) ## Every table and figure from cached artifacts (notebook 06)
 
-all: setup figures $(RGD) readme ## Run the whole pipeline for PROFILE (setup first when needed)
+all: setup figures $(call stage,03,$(RGD)) readme ## Run the whole pipeline for PROFILE (setup first when needed)
 	@echo "done: figures and tables of profile $(PROFILE) under $(FIG)/"
 
 readme: $(FIGS) | setup ## Regenerate the README's Results section from figures/PROFILE/summary.md
@@ -71,17 +77,24 @@ readme: $(FIGS) | setup ## Regenerate the README's Results section from figures/
 configs/%.yaml:
 	@echo "unknown profile '$*': there is no configs/$*.yaml; known profiles: $(sort $(basename $(notdir $(wildcard configs/*.yaml))))" >&2; exit 2
 
-$(PREFLAMP): notebooks/01_build_pref_lamp.ipynb $(CONFIG) $(LIB) | setup
+# Each notebook depends on its own parameters, not on the whole profile file: $(PARAMS)/<notebook>.json holds what
+# papermill injects into it (common + its section), rewritten only when that changes (GNU Make then sees an unchanged
+# file, and editing 05's section re-runs 05 and 06, not 01-04).
+$(PARAMS)/%.json: $(CONFIG) | setup
+	@$(PY) -m lib.core.pipeline $* --profile $(PROFILE) --write-params $@
+
+$(PREFLAMP): notebooks/01_build_pref_lamp.ipynb $(PARAMS)/01_build_pref_lamp.json $(LIB) | setup
 	$(RUN) 01_build_pref_lamp
-$(RMS): notebooks/02_train_reward_models.ipynb $(PREFLAMP) $(CONFIG) $(LIB) | setup
+$(RMS): notebooks/02_train_reward_models.ipynb $(call stage,01,$(PREFLAMP)) $(PARAMS)/02_train_reward_models.json $(LIB) | setup
 	$(RUN) 02_train_reward_models
-$(RGD): notebooks/03_reward_guided_decoding.ipynb $(RMS) $(CONFIG) $(LIB) | setup
+$(RGD): notebooks/03_reward_guided_decoding.ipynb $(RMS) $(PARAMS)/03_reward_guided_decoding.json $(LIB) | setup
 	$(RUN) 03_reward_guided_decoding
-$(POLACC): notebooks/04_policy_accuracy.ipynb $(RMS) $(CONFIG) $(LIB) | setup
+$(POLACC): notebooks/04_policy_accuracy.ipynb $(RMS) $(PARAMS)/04_policy_accuracy.json $(LIB) | setup
 	$(RUN) 04_policy_accuracy
-$(GEN): notebooks/05_generation.ipynb $(RMS) $(POLACC) $(CONFIG) $(LIB) | setup
+$(GEN): notebooks/05_generation.ipynb $(RMS) $(POLACC) $(PARAMS)/05_generation.json $(LIB) | setup
 	$(RUN) 05_generation
-$(FIGS): notebooks/06_figures_tables.ipynb $(PREFLAMP) $(RMS) $(RGD) $(POLACC) $(GEN) $(CONFIG) $(LIB) | setup
+$(FIGS): notebooks/06_figures_tables.ipynb $(call stage,01,$(PREFLAMP)) $(RMS) $(call stage,03,$(RGD)) $(POLACC) \
+         $(call stage,05,$(GEN)) $(PARAMS)/06_figures_tables.json $(LIB) | setup
 	$(RUN) 06_figures_tables
 
 # scripts/pack_artifacts.py: real-LaMP profiles leave out every *.jsonl (LaMP's and the preference sets' text, whose

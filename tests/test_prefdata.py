@@ -20,7 +20,8 @@ def write_jsonl(path, rows):
 
 
 def check_schema(recs, task, n_users):
-    assert recs and all(set(r) == FIELDS for r in recs)
+    extra = {"position"} if task == "tldr" else set()  # TL;DR records where the chosen summary was shown
+    assert recs and all(set(r) == FIELDS | extra for r in recs)
     assert all(r["task"] == task for r in recs)
     assert len({r["pair_id"] for r in recs}) == len(recs)
     groups = {r["user"]: r["user_group"] for r in recs}

@@ -23,8 +23,23 @@ def test_check_run_flags_bad_pairs_and_missing_artifacts(tmp_path):
     assert not df.loc["no prompt contains its chosen text", "ok"]
     bad_user = df.loc["every user has a train and a test pair"]
     assert not bad_user.ok and bad_user.detail == "1 of 2 users lack one"
-    unreadable = df[df.artifact.isin(["rms", "eval"])]
-    assert len(unreadable) == 2 and not unreadable.ok.any()
+    unreadable = df[df.artifact.isin(["rms", "decodes", "policy_accuracy", "generations"])]
+    assert len(unreadable) == 4 and not unreadable.ok.any()
     assert "index.csv" in unreadable.detail.iloc[0]
     assert not df.loc["exists", "ok"] and not df.loc["names the corpus", "ok"]
     assert sanity.main(["--profile", "p", "--root", str(tmp_path)]) == 1
+
+
+def test_a_profile_without_pref_lamp_is_checked_on_what_it_runs(tmp_path):
+    """tldr-real runs 02, 04 and 06: no Pref-LaMP, decodes or generations are asked for, and its summary must say
+    that it has preference sets only."""
+    fig = tmp_path / "figures" / "q"
+    fig.mkdir(parents=True)
+    (fig / "summary.md").write_text("_Profile **q**, preference sets only (no Pref-LaMP), policies a._\n")
+    runs = ("02_train_reward_models", "04_policy_accuracy", "06_figures_tables")
+    df = sanity.check_run("q", tmp_path, runs=runs)
+    assert not set(df.artifact) & {"preflamp/manifest.json", "decodes", "generations"}
+    assert set(df[~df.ok].artifact) == {"rms", "policy_accuracy"}  # not written in this fixture: reported, not skipped
+    assert df.set_index("check").loc["names the corpus", "ok"]
+    full = sanity.check_run("q", tmp_path, runs=None)  # no configs/q.yaml: every notebook's artifacts are asked for
+    assert {"preflamp", "decodes", "generations"} <= set(full.artifact)

@@ -16,6 +16,7 @@ except figures/):
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,8 +71,41 @@ class Paths:
         return self.root / "figures" / self.profile
 
 
+def resolve_path(kw: dict, root) -> dict:
+    """Loader kwargs with a relative ``path`` read against the data root (the repository, or ``$PRC_ROOT``):
+    a profile's ``path: data/raw/tldr/batch13.json`` names the same file from Make, Jupyter and the tests."""
+    path = kw.get("path")
+    if path is None or Path(path).is_absolute():
+        return dict(kw)
+    return {**kw, "path": str(Path(root) / path)}
+
+
 def paths(profile: str = "smoke", root: str | Path | None = None) -> Paths:
     return Paths(profile, Path(root) if root else data_root())
+
+
+STAGES = ("01_build_pref_lamp", "02_train_reward_models", "03_reward_guided_decoding", "04_policy_accuracy",
+          "05_generation", "06_figures_tables")
+STAGE_SHAPES = (STAGES, ("02_train_reward_models", "04_policy_accuracy", "06_figures_tables"))
+STAGES_LINE = re.compile(r"^stages: *\[([^\]]*)\]", re.M)  # what the Makefile's sed reads
+
+
+def check_stages(path: Path, cfg: dict) -> None:
+    """A profile's optional ``stages``: every notebook (default), or 02, 04 and 06 only (preference sets without
+    Pref-LaMP: no LaMP corpus, no decoding side by side, no ROUGE). Written on one line, as the Makefile reads it."""
+    if "stages" not in cfg:
+        return
+    stages = cfg["stages"]
+    if not isinstance(stages, list) or tuple(stages) not in STAGE_SHAPES:
+        raise ValueError(f"{path}: 'stages' must be one of {[list(s) for s in STAGE_SHAPES]}, not {stages!r}")
+    line = STAGES_LINE.search(path.read_text(encoding="utf-8"))
+    if not line or [s.strip() for s in line.group(1).split(",")] != stages:
+        raise ValueError(f"{path}: write 'stages' on one line as stages: [a, b, c] (the Makefile reads that line)")
+
+
+def stages(cfg: dict) -> tuple[str, ...]:
+    """The notebooks a loaded profile runs, in order."""
+    return tuple(cfg.get("stages") or STAGES)
 
 
 def load_profile(profile: str = "smoke", configs_dir: str | Path | None = None) -> dict:
@@ -94,9 +128,10 @@ def load_profile(profile: str = "smoke", configs_dir: str | Path | None = None) 
     if not isinstance(cfg, dict):
         raise ValueError(f"{path}: the profile must be a mapping with 'common' and 'notebooks', not a "
                          f"{type(cfg).__name__}")
-    unknown = sorted(set(cfg) - {"common", "notebooks"})
+    unknown = sorted(set(cfg) - {"common", "notebooks", "stages"})
     if unknown:
-        raise ValueError(f"{path}: unknown top-level key(s) {unknown}; allowed: 'common', 'notebooks'")
+        raise ValueError(f"{path}: unknown top-level key(s) {unknown}; allowed: 'common', 'notebooks', 'stages'")
+    check_stages(path, cfg)
     for key in ("common", "notebooks"):
         if cfg.get(key) is not None and not isinstance(cfg[key], dict):
             raise ValueError(f"{path}: '{key}' must be a mapping, not a {type(cfg[key]).__name__}")

@@ -153,12 +153,13 @@ RULES: dict[str, Rule] = {
     "profile": TEXT, "seed": count(0),
     # 01
     "corpus": one_of("synthetic", "lamp"), "lamp_root": Rule("str", nonempty=True, optional=True), "download": FLAG,
-    "tasks": names(), "split": one_of(*SPLITS), "synthetic_users": count(2, why="a seen and an unseen user"),
+    "tasks": names(nonempty=False), "split": one_of(*SPLITS), "synthetic_users": count(2, why="a seen and an unseen user"),
     "synthetic_profile_size": count(2), "synthetic_queries_per_user": count(1),
     "max_users": count(2, optional=True, why="a seen and an unseen user"),
     "max_pairs_per_user": count(2, why="a train and a test pair per user"),
     "min_profile": count(1), "unseen_frac": fraction(lo_open=False), "test_frac": fraction(),
     "max_source_chars": count(1), "max_query_chars": count(1), "rejected": one_of(*REJECTED), "policy": TEXT,
+    "rejected_degenerate": one_of("keep", "drop"),
     "max_new_tokens": count(1), "gen_batch_size": count(1),
     # 02
     "synthetic_prefsets": names(nonempty=False, choices=PREF_SETS),

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from .. import REPO_ROOT
-from .config import data_root, load_profile
+from .config import data_root, load_profile, stages
 from .params import check_agreement, check_parameters
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -108,8 +108,14 @@ def parameters_for(name: str, profile: str, configs_dir=None) -> dict:
     if bad:
         raise TypeError(f"{where}, notebook {path.stem}: " + "; ".join(bad))
     check_parameters(_defaults(declared) | params, f"{where}, notebook {path.stem}")
-    own = {n: s if isinstance(s := sections.get(n), dict) else {} for n in known}
-    check_agreement({n: _defaults(declared_parameters(NOTEBOOKS / f"{n}.ipynb")) | common | own[n] for n in known},
+    runs = stages(cfg)
+    if path.stem not in runs:
+        raise ValueError(f"{where}: profile {profile!r} runs only {list(runs)} (its 'stages'), not {path.stem}")
+    if set(sections) - set(runs):
+        raise ValueError(f"{where}: section(s) {sorted(set(sections) - set(runs))} belong to notebooks outside "
+                         f"the profile's stages {list(runs)}")
+    own = {n: s if isinstance(s := sections.get(n), dict) else {} for n in runs}
+    check_agreement({n: _defaults(declared_parameters(NOTEBOOKS / f"{n}.ipynb")) | common | own[n] for n in runs},
                     str(where))
     return params
 
@@ -233,9 +239,29 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("notebook")
     ap.add_argument("--profile", default="smoke")
+    ap.add_argument("--write-params", metavar="FILE", help="write the notebook's parameters to FILE (only when they "
+                    "changed: the Makefile's per-notebook dependency) instead of running it")
     a = ap.parse_args(argv)
-    run(a.notebook, a.profile)
+    if a.write_params:
+        write_params(a.notebook, a.profile, Path(a.write_params))
+    else:
+        run(a.notebook, a.profile)
     return 0
+
+
+def write_params(name: str, profile: str, out: Path, configs_dir=None) -> bool:
+    """Write the parameters papermill injects into ``name`` (checked, as JSON) to ``out`` when they differ from what
+    is there; ``True`` when written. An unchanged file keeps its time, so Make re-runs only the notebooks whose own
+    parameters changed."""
+    import json
+
+    from .io import write_text
+
+    text = json.dumps(parameters_for(name, profile, configs_dir), indent=1, sort_keys=True, default=str) + "\n"
+    if out.exists() and out.read_text(encoding="utf-8") == text:
+        return False
+    write_text(out, text)
+    return True
 
 
 if __name__ == "__main__":

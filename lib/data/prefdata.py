@@ -305,7 +305,8 @@ def load_tldr(path=None, splits=("train", "validation"), revision=None, **split_
             counts["identical_texts"] += 1
             continue
         by_user[worker].append({"pair_id": f"tldr/{info.get('id', '')}/{worker}/{len(by_user[worker])}",
-                                "prompt": tldr_prompt(info), "chosen": texts[choice], "rejected": texts[1 - choice]})
+                                "prompt": tldr_prompt(info), "chosen": texts[choice], "rejected": texts[1 - choice],
+                                "position": choice})  # where the chosen summary was shown: a position-only baseline
     _check_bad_fraction("tldr", counts["empty_summary"], n_records, "empty_summary")
     return split_users(by_user, "tldr", counts=counts, **split_kw)
 

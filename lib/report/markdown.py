@@ -10,16 +10,24 @@ def _fmt(df: pd.DataFrame) -> str:
     return to_markdown(df.round(3))
 
 
-def summary_markdown(profile: str, corpus: str, policies, tau_rm_policy: pd.DataFrame, generation_best: pd.DataFrame,
-                     icl_gap: pd.DataFrame, tau_rm_rouge: pd.DataFrame | None = None,
-                     selection_metrics: pd.DataFrame | None = None, files=()) -> str:
+LABEL_TITLES = {"label_baselines": "What rules that ignore the user reach (test pairs of the preference sets)",
+                "worker_agreement": "How often two users agree on the same comparison (the ceiling of shared labels)"}
+
+
+def summary_markdown(profile: str, corpus: str, policies, tau_rm_policy: pd.DataFrame,
+                     generation_best: pd.DataFrame | None, icl_gap: pd.DataFrame | None,
+                     tau_rm_rouge: pd.DataFrame | None = None, selection_metrics: pd.DataFrame | None = None,
+                     label_checks: dict | None = None, files=()) -> str:
     """summary.md: the headline tables (tau RM vs policy accuracy, base / best ICL / best RGD, ICL minus best RGD),
-    the decoupling sections when there are RGD results (``tau_rm_rouge``, ``selection_metrics`` not None), and the
-    list of ``files`` (paths relative to the figures folder). A synthetic ``corpus`` gets the disclaimer that the
-    numbers check the pipeline and are not a replication."""
+    the decoupling sections when there are RGD results (``tau_rm_rouge``, ``selection_metrics`` not None), the label
+    checks of the preference sets (``label_checks``: name -> table, e.g. ``label_baselines``, ``worker_agreement``)
+    and the list of ``files`` (paths relative to the figures folder). A synthetic ``corpus`` gets the disclaimer that
+    the numbers check the pipeline and are not a replication; ``corpus`` "none" (a profile of preference sets only)
+    has no generation tables (``generation_best`` and ``icl_gap`` None)."""
+    source = ("preference sets only (no Pref-LaMP)" if corpus == "none" else f"Pref-LaMP corpus **{corpus}**")
     lines = [
         f"# Results ({profile} profile)", "",
-        (f"_Profile **{profile}**, Pref-LaMP corpus **{corpus}**, policies {', '.join(policies)}"
+        (f"_Profile **{profile}**, {source}, policies {', '.join(policies)}"
          + ("; synthetic users and synthetic preference sets: these numbers check the pipeline and are not a "
             "replication of the paper._" if corpus == "synthetic" else "._")), "",
         "## RM accuracy vs policy accuracy (Kendall tau-b, seen users, raw scores, deployed w, test half)", "",
@@ -28,11 +36,15 @@ def summary_markdown(profile: str, corpus: str, policies, tau_rm_policy: pd.Data
         "users, then pairs); level method: exact permutation p, no CI. `status` names a cell below the minimum sizes "
         "(5 models, 20 test pairs, 4 users) or without a defined tau: such a cell has no number.", "",
         _fmt(tau_rm_policy),
-        "## Base vs best ICL vs best RGD (ROUGE-1 / ROUGE-L against the user's own output, test queries)", "",
-        "The paper reports ICL about +3 ROUGE-1 points over the best reward-guided method at 7B.", "",
-        _fmt(generation_best), "## ICL minus best RGD (ROUGE-1 points, paired bootstrap CI over test queries)", "",
-        _fmt(icl_gap),
     ]
+    for name, t in (label_checks or {}).items():
+        lines += [f"## {LABEL_TITLES.get(name, name)}", "", _fmt(t.round(3))]
+    if generation_best is not None and icl_gap is not None:
+        lines += [
+            "## Base vs best ICL vs best RGD (ROUGE-1 / ROUGE-L against the user's own output, test queries)", "",
+            "The paper reports ICL about +3 ROUGE-1 points over the best reward-guided method at 7B.", "",
+            _fmt(generation_best), "## ICL minus best RGD (ROUGE-1 points, paired bootstrap CI over test queries)", "",
+            _fmt(icl_gap)]
     if tau_rm_rouge is not None and selection_metrics is not None:
         lines += ["## RM accuracy vs RGD ROUGE-1 (Kendall tau-b across reward models)", "",
                   _fmt(tau_rm_rouge[[c for c in ("task", "model", "n", "tau", "ci_lo", "ci_hi", "p_exact", "status")

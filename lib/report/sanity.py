@@ -5,11 +5,13 @@
 Run after ``make all`` (``make test-lamp-cpu`` runs it on a real-layout fixture). Each check is one row
 (artifact, check, ok, detail); a failed check names the artifact and what is wrong. It reads only
 the files the notebooks wrote: Pref-LaMP (01), the RM index (02), the decodes (03), policy accuracy
-(04), generations (05) and the summary (06).
+(04), generations (05) and the summary (06); a profile whose ``stages`` leave out 01, 03 and 05 (tldr-real) is
+checked on what it runs.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 
@@ -60,16 +62,24 @@ def _rms(P) -> list[tuple]:
     return rows
 
 
-def _eval(P) -> list[tuple]:
-    from ..core.schema import read_policy_accuracy, read_results
-
-    rows = []
+def _decodes(P) -> list[tuple]:
     dec = pd.read_csv(P.rgd / "decodes.csv")
-    rows.append(("rgd/decodes.csv", "has decodes", len(dec) > 0, f"{len(dec)} rows"))
+    return [("rgd/decodes.csv", "has decodes", len(dec) > 0, f"{len(dec)} rows")]
+
+
+def _policy_accuracy(P) -> list[tuple]:
+    from ..core.schema import read_policy_accuracy
+
     pa = read_policy_accuracy(P.eval / "policy_accuracy.csv")
     vals = pa.policy_acc.dropna()
-    rows.append(("eval/policy_accuracy.csv", "policy accuracies in [0, 1]", len(vals) > 0 and bool(vals.between(0, 1).all()),
-                 f"{len(vals)} values, {pa.policy_acc.isna().sum()} NaN"))
+    return [("eval/policy_accuracy.csv", "policy accuracies in [0, 1]", len(vals) > 0 and bool(vals.between(0, 1).all()),
+             f"{len(vals)} values, {pa.policy_acc.isna().sum()} NaN")]
+
+
+def _generations(P) -> list[tuple]:
+    from ..core.schema import read_results
+
+    rows = []
     gen = read_results(P.eval / "generations.csv")
     systems = set(gen.system)
     rows.append(("eval/generations.csv", "base, icl and rgd generations", {"base", "icl", "rgd"} <= systems, sorted(systems)))
@@ -83,28 +93,41 @@ def _eval(P) -> list[tuple]:
     return rows
 
 
-def _summary(P) -> list[tuple]:
+def _summary(P, has_lamp: bool = True) -> list[tuple]:
     from ..data.preflamp import load_manifest
 
-    corpus = load_manifest(P.preflamp).get("corpus")
+    corpus = load_manifest(P.preflamp).get("corpus") if has_lamp else "none"
     f = P.figures / "summary.md"
     text = f.read_text(encoding="utf-8") if f.exists() else ""
     synthetic_claim = "synthetic users" in text
+    named = f"corpus **{corpus}**" in text if has_lamp else "preference sets only (no Pref-LaMP)" in text
     return [("figures/summary.md", "exists", bool(text), str(f)),
-            ("figures/summary.md", "names the corpus", f"corpus **{corpus}**" in text, corpus),
+            ("figures/summary.md", "names the corpus", named, corpus),
             ("figures/summary.md", "synthetic disclaimer iff synthetic corpus", synthetic_claim == (corpus == "synthetic"),
              f"disclaimer {'present' if synthetic_claim else 'absent'}")]
 
 
-def check_run(profile: str, root=None) -> pd.DataFrame:
+def check_run(profile: str, root=None, runs=None) -> pd.DataFrame:
     """One row per check; a check whose artifact is missing or unreadable fails with the error as detail."""
+    from ..core.config import STAGES, load_profile, stages
+
     P = paths(profile, root)
+    if runs is None:  # the profile's notebooks (its `stages`); a profile with no config in this clone: all of them
+        try:
+            runs = stages(load_profile(profile))
+        except FileNotFoundError:
+            runs = STAGES
+    has_lamp = "01_build_pref_lamp" in runs
+    parts = ([_preflamp] if has_lamp else []) + [_rms] + ([_decodes] if "03_reward_guided_decoding" in runs else []) \
+        + [_policy_accuracy] + ([_generations] if "05_generation" in runs else []) \
+        + [functools.partial(_summary, has_lamp=has_lamp)]
     rows = []
-    for part in (_preflamp, _rms, _eval, _summary):
+    for part in parts:
         try:
             rows += part(P)
         except Exception as e:  # a missing or malformed artifact is a failed check, reported with its cause
-            rows.append((part.__name__.strip("_"), "readable", False, f"{type(e).__name__}: {e}"))
+            name = getattr(part, "func", part).__name__.strip("_")
+            rows.append((name, "readable", False, f"{type(e).__name__}: {e}"))
     return pd.DataFrame(rows, columns=["artifact", "check", "ok", "detail"])
 
 

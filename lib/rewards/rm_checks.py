@@ -84,3 +84,74 @@ def reload_check(index: pd.DataFrame, rms_root, records: list[dict], features, t
     if not (checks["after reload"] == checks["rm_acc_seen (index)"]).all():
         raise AssertionError(f"reloaded models of {task}/{backbone} score differently from {rms_root}/index.csv")
     return checks
+
+
+# ------------------------------------------------------------------ what the labels allow (real preference sets)
+def _words(text: str) -> int:
+    return len(str(text).split())
+
+
+def label_baselines(records: list[dict], dataset: str) -> pd.DataFrame:
+    """Accuracy on the *test* pairs of two rules that know nothing of the user, per user group: the reward models'
+    floor on real labels.
+
+    * ``length_acc``: the longer response (words) wins; a tie counts 0.5 (TL;DR: longer summaries win often).
+    * ``position_acc``: the position the chosen response was shown in most often among the *train* pairs always
+      wins; needs the ``position`` field (TL;DR records carry it; NaN for datasets without one).
+    """
+    df = pd.DataFrame(records)
+    if not len(df):
+        raise ValueError(f"{dataset}: no pairs to compute label baselines on")
+    longer = df.chosen.map(_words) - df.rejected.map(_words)
+    df["length_ok"] = (longer > 0).astype(float).where(longer != 0, 0.5)
+    has_pos = "position" in df and df.position.notna().all()
+    if has_pos:
+        train_pos = df[df.split == "train"].position.astype(int)
+        majority = int(train_pos.mode().min()) if len(train_pos) else 0
+        df["position_ok"] = (df.position.astype(int) == majority).astype(float)
+    test = df[df.split == "test"]
+    rows = []
+    for group, g in test.groupby("user_group"):
+        rows.append({"dataset": dataset, "user_group": group, "n_pairs": len(g), "n_users": g.user.nunique(),
+                     "length_acc": g.length_ok.mean(),
+                     "length_ties": int((longer.loc[g.index] == 0).sum()),
+                     "position_acc": g.position_ok.mean() if has_pos else float("nan"),
+                     "position_rule": f"chosen shown at {majority}" if has_pos else "no position field"})
+    return pd.DataFrame(rows)
+
+
+def worker_agreement(records: list[dict], dataset: str, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """How often two users who labelled the same comparison (same prompt and the same two responses, any split)
+    agree: the ceiling of any per-user model on labels shared across users. Each comparison labelled by
+    ``m >= 2`` users contributes its share of agreeing label pairs (of ``m (m - 1) / 2``); the agreement is the mean
+    over comparisons, each weighted equally (one comparison labelled by 11 workers must not count 55 times), with a
+    95% percentile bootstrap CI over comparisons (scipy). No comparison labelled twice: ``comparisons`` 0, NaN."""
+    from itertools import combinations
+
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    groups: dict = {}
+    for r in records:
+        groups.setdefault((r["prompt"], frozenset((r["chosen"], r["rejected"]))), {})[r["user"]] = r["chosen"]
+    shares = []
+    for by_user in groups.values():
+        if len(by_user) >= 2:
+            same = [a == b for a, b in combinations(list(by_user.values()), 2)]
+            shares.append(float(np.mean(same)))
+    row = {"dataset": dataset, "comparisons": len(shares),
+           "labels": sum(len(u) for u in groups.values() if len(u) >= 2),
+           "agreement": float(np.mean(shares)) if shares else float("nan"), "ci_lo": float("nan"), "ci_hi": float("nan")}
+    if len(shares) >= 2 and len(set(shares)) > 1:
+        ci = bootstrap((np.asarray(shares),), np.mean, n_resamples=n_resamples, method="percentile",
+                       random_state=np.random.default_rng(seed)).confidence_interval
+        row |= {"ci_lo": float(ci.low), "ci_hi": float(ci.high)}
+    return pd.DataFrame([row])
+
+
+def moved_table(index: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset and method: how many reward models trained normally and how many are flagged degenerate
+    (never left their initial weights, constant rewards, NaN: :func:`lib.rewards.fit`), with the reasons."""
+    g = index.assign(ok=index.degenerate.fillna("").eq("")).groupby(["task", "method"])
+    return g.agg(models=("ok", "size"), trained=("ok", "sum"),
+                 flagged=("degenerate", lambda s: "; ".join(sorted({x for x in s.fillna("") if x})))).reset_index()
