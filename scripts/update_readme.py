@@ -2,7 +2,8 @@
 
     python scripts/update_readme.py [--profile smoke]
 
-Replaces the text between ``<!-- results:start -->`` and ``<!-- results:end -->``: headings are
+Replaces the text between ``<!-- results:start -->`` and ``<!-- results:end -->`` (profile smoke; another profile:
+``<!-- results:<profile>:start -->`` ..., and a profile without such a block leaves the README alone): headings are
 demoted one level, the file list is replaced by links to the main figures, and nothing else of the
 README changes. Fails loudly when the summary or the markers are missing.
 """
@@ -28,6 +29,12 @@ FIGURES = [("generation_best", "Base vs best ICL vs best RGD"),
            ("rm_accuracy", "RM accuracy per method")]
 
 
+def markers(profile: str) -> tuple[str, str]:
+    """The README block of a profile: smoke's Results section, or ``<!-- results:<profile>:start -->`` ... for a
+    profile whose committed results the README shows (tldr-real). Another profile's run leaves the README alone."""
+    return (START, END) if profile == "smoke" else (f"<!-- results:{profile}:start -->", f"<!-- results:{profile}:end -->")
+
+
 def section(profile: str) -> str:
     fig = ROOT / "figures" / profile
     summary = fig / "summary.md"
@@ -50,11 +57,15 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     readme = ROOT / "README.md"
     text = readme.read_text(encoding="utf-8")
-    if START not in text or END not in text:
-        raise SystemExit(f"{readme}: markers {START} / {END} not found")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    new = f"{head}{START}\n{section(a.profile)}\n{END}{tail}"
+    start, end = markers(a.profile)
+    if start not in text or end not in text:
+        if a.profile != "smoke":  # the README holds the results of the committed profiles only
+            print(f"README.md has no results block for profile {a.profile} ({start}): left as it is")
+            return 0
+        raise SystemExit(f"{readme}: markers {start} / {end} not found")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    new = f"{head}{start}\n{section(a.profile)}\n{end}{tail}"
     if new != text:
         write_text(readme, new)  # unique temporary sibling, renamed in: never a half-written README
         print(f"README.md: Results section updated from figures/{a.profile}/")

@@ -360,11 +360,11 @@ def _update_readme_module():
 def test_update_readme_writes_atomically(tmp_path, monkeypatch):
     mod = _update_readme_module()
     monkeypatch.setattr(mod, "ROOT", tmp_path)
-    (tmp_path / "figures" / "p").mkdir(parents=True)
-    (tmp_path / "figures" / "p" / "summary.md").write_text("# Results\n\n## Table\n\nrow\n\n## Files\n\nx\n")
+    (tmp_path / "figures" / "smoke").mkdir(parents=True)
+    (tmp_path / "figures" / "smoke" / "summary.md").write_text("# Results\n\n## Table\n\nrow\n\n## Files\n\nx\n")
     (tmp_path / "README.md").write_text(f"intro\n{mod.START}\nold\n{mod.END}\ntail\n")
     (tmp_path / "README.md.tmp").write_text("someone else's file")  # the old fixed name is not used
-    assert mod.main(["--profile", "p"]) == 0
+    assert mod.main(["--profile", "smoke"]) == 0
     text = (tmp_path / "README.md").read_text()
     assert "### Table" in text and "old" not in text and text.endswith(f"{mod.END}\ntail\n")
     assert (tmp_path / "README.md.tmp").read_text() == "someone else's file"
@@ -499,3 +499,19 @@ def test_a_full_disk_during_papermills_autosave_names_the_notebook(tmp_path, mon
     monkeypatch.setattr(papermill, "execute_notebook", _enospc)
     with pytest.raises(OSError, match=rf"no space left on the device of {tmp_path}/06_figures_tables.ipynb"):
         pipeline.run("06_figures_tables", "smoke", out_dir=tmp_path)
+
+
+def test_update_readme_writes_a_profiles_own_block_or_leaves_the_readme(tmp_path, monkeypatch):
+    """`make all PROFILE=lamp-cpu` must not overwrite the smoke Results with lamp-cpu's; tldr-real has its own block."""
+    mod = _update_readme_module()
+    monkeypatch.setattr(mod, "ROOT", tmp_path)
+    for p in ("smoke", "tldr-real", "lamp-cpu"):
+        (tmp_path / "figures" / p).mkdir(parents=True)
+        (tmp_path / "figures" / p / "summary.md").write_text(f"# Results\n\n## Table\n\n{p} row\n\n## Files\n\nx\n")
+    start, end = mod.markers("tldr-real")
+    readme = f"intro\n{mod.START}\nold\n{mod.END}\nmid\n{start}\nold real\n{end}\ntail\n"
+    (tmp_path / "README.md").write_text(readme)
+    assert mod.main(["--profile", "lamp-cpu"]) == 0 and (tmp_path / "README.md").read_text() == readme
+    assert mod.main(["--profile", "tldr-real"]) == 0
+    text = (tmp_path / "README.md").read_text()
+    assert "tldr-real row" in text and "old real" not in text and f"{mod.START}\nold\n{mod.END}" in text
