@@ -14,7 +14,12 @@ Unlike the synthetic corpus (lib/data/synthetic.py), and like the files users do
 With ``min_profile=2`` at least 6 of the 8 default users per task have 4 or more profile items, so a
 build keeps at least 4 users with 2 or more pairs after the documented drops.
 
-As a script: ``python tests/real_lamp_fixture.py OUT_ROOT [--users N] [--seed S] [--splits dev train]``.
+With ``realistic=True`` (``--realistic``) the corpus has the sizes of the real dev files instead, for measuring wall
+time at a profile's documented size: profiles of 20-60 items (real LaMP profiles hold tens to hundreds; the pipeline
+reads at most ``max_pairs_per_user`` of them) and inputs of about the real lengths (LaMP-4 news descriptions of
+about 35 words, LaMP-5 abstracts of about 160, LaMP-7 tweets); the quirks above are kept.
+
+As a script: ``python tests/real_lamp_fixture.py OUT_ROOT [--users N] [--seed S] [--splits dev train] [--realistic]``.
 """
 from __future__ import annotations
 
@@ -33,6 +38,9 @@ WORDS = ("city", "council", "river", "festival", "market", "school", "storm", "b
          "café", "naïve", "résumé", "São Paulo", "Zürich", "piñata", "façade", "Ångström", "crème brûlée",
          "election", "budget", "vaccine", "robot", "garden", "league", "concert", "harbour", "train", "forest",
          "library", "startup", "drought", "satellite", "protest", "recipe", "bakery", "volcano", "coral")
+# --realistic: sentences (about 13 words each) per input and per profile item, as (lo, hi)
+REAL_SENTENCES = {"LaMP-4": (2, 3), "LaMP-5": (10, 14), "LaMP-7": (1, 2)}
+REAL_PROFILE = (20, 60)
 EMOJI = ("🚀", "🎉", "😂", "🌍", "☕", "🔥", "❤️", "📚")
 VERBS = ("unveils", "delays", "celebrates", "rejects", "expands", "warns about", "rebuilds", "wins")
 
@@ -64,11 +72,13 @@ def _item(task: str, iid: str, source: str, output: str) -> dict:
     return {spec.source_field: source, spec.output_field: output, "id": iid, "date": "2019-05-01"}
 
 
-def _profiles(task: str, n_users: int, rng: random.Random, used: set) -> list[list[tuple]]:
+def _profiles(task: str, n_users: int, rng: random.Random, used: set, realistic: bool = False) -> list[list[tuple]]:
     """Per user, its profile as (source, output) pairs; odd users share items with their neighbour."""
     profiles = []
+    lo, hi = REAL_SENTENCES[task] if realistic else (1, 8)
     for u in range(n_users):
-        items = [(_text(rng), _output(rng, u, used)) for _ in range(SIZES[u % len(SIZES)])]
+        size = rng.randint(*REAL_PROFILE) if realistic and u > 1 else SIZES[u % len(SIZES)]
+        items = [(_text(rng, lo, hi), _output(rng, u, used)) for _ in range(size)]
         if u % 2 == 1:
             for k in range(min(2 if u == 3 else 1, len(items))):  # same headline, almost the same article
                 src, out = profiles[u - 1][k]
@@ -77,10 +87,10 @@ def _profiles(task: str, n_users: int, rng: random.Random, used: set) -> list[li
     return profiles
 
 
-def _question(task: str, u: int, rng: random.Random, used: set) -> tuple[str, str]:
+def _question(task: str, u: int, rng: random.Random, used: set, realistic: bool = False) -> tuple[str, str]:
     """(input, gold) of user u's question."""
     spec = lamp.task_spec(task)
-    body = _text(rng, 2, 6)
+    body = _text(rng, *(REAL_SENTENCES[task] if realistic else (2, 6)))
     if u == 2:
         body = (body + " ") * (LONG_CHARS // len(body) + 1)
     gold = _output(rng, u, used)
@@ -91,14 +101,14 @@ def _question(task: str, u: int, rng: random.Random, used: set) -> tuple[str, st
     return spec.instruction + body.strip(), gold
 
 
-def write_task(root, task: str, split: str, n_users: int, seed: int) -> None:
+def write_task(root, task: str, split: str, n_users: int, seed: int, realistic: bool = False) -> None:
     spec = lamp.task_spec(task)
     rng = random.Random(f"{task}-{split}-{seed}")
     used: set = set()
     questions, golds = [], []
-    for u, items in enumerate(_profiles(task, n_users, rng, used)):
+    for u, items in enumerate(_profiles(task, n_users, rng, used, realistic)):
         qid = f"{spec.num}{100 + u}"
-        inp, gold = _question(task, u, rng, used)
+        inp, gold = _question(task, u, rng, used, realistic)
         profile = [_item(task, f"{qid}{j}", src, out) for j, (src, out) in enumerate(items)]
         questions.append({"id": qid, "input": inp, "profile": profile})
         golds.append({"id": qid, "output": gold})
@@ -109,11 +119,11 @@ def write_task(root, task: str, split: str, n_users: int, seed: int) -> None:
 
 
 def write_real_lamp(root, tasks=("LaMP-4", "LaMP-5", "LaMP-7"), n_users: int = 8, seed: int = 0,
-                    splits=("dev",)) -> Path:
+                    splits=("dev",), realistic: bool = False) -> Path:
     """Write the corpus under ``root`` (official layout) and return ``root``."""
     for task in tasks:
         for split in splits:
-            write_task(root, task, split, n_users, seed)
+            write_task(root, task, split, n_users, seed, realistic)
     return Path(root)
 
 
@@ -123,9 +133,11 @@ def main(argv=None) -> None:
     ap.add_argument("--users", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--splits", nargs="+", default=["dev"], choices=lamp.SPLITS)
+    ap.add_argument("--realistic", action="store_true", help="the real files' profile sizes and input lengths")
     a = ap.parse_args(argv)
-    write_real_lamp(a.out_root, n_users=a.users, seed=a.seed, splits=tuple(a.splits))
-    print(f"wrote real-like LaMP files ({a.users} users per task) under {a.out_root}")
+    write_real_lamp(a.out_root, n_users=a.users, seed=a.seed, splits=tuple(a.splits), realistic=a.realistic)
+    print(f"wrote real-like LaMP files ({a.users} users per task{', realistic sizes' if a.realistic else ''}) "
+          f"under {a.out_root}")
 
 
 if __name__ == "__main__":

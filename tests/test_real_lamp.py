@@ -10,6 +10,7 @@ import warnings
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lib.data import lamp, preflamp, rejected
@@ -73,6 +74,23 @@ def test_fixture_has_the_properties_of_real_lamp(raw, tmp_path):
                    cwd=Path(__file__).resolve().parents[1], capture_output=True)
     f = lamp.file_path(raw, "LaMP-5", "dev", "questions")
     assert (tmp_path / "cli" / f.relative_to(raw)).read_bytes() == f.read_bytes()
+
+
+def test_realistic_fixture_has_the_real_sizes_and_keeps_the_quirks(raw, tmp_path):
+    """--realistic (for wall-time measurements): big profiles, per-task input lengths, same quirks; the default
+    corpus is unchanged by the option's existence (its files are byte-identical to the module fixture's)."""
+    root = write_real_lamp(tmp_path / "real", realistic=True, n_users=6)
+    words = {}
+    for task in TASKS:
+        qs = lamp.load_task(root, task, "dev")
+        sizes = [len(q["profile"]) for q in qs]
+        assert sizes[:2] == [2, 3] and all(20 <= s <= 60 for s in sizes[2:])
+        assert not qs[1]["output"].strip() and len(qs[2]["input"]) > LONG_CHARS
+        words[task] = np.median([len(q["input"].split()) for q in qs[3:]])
+    assert 25 <= words["LaMP-4"] <= 55 and 120 <= words["LaMP-5"] <= 220 and words["LaMP-7"] <= 45, words
+    write_real_lamp(tmp_path / "plain")
+    f = lamp.file_path(raw, "LaMP-4", "dev", "questions")
+    assert (tmp_path / "plain" / f.relative_to(raw)).read_bytes() == f.read_bytes()
 
 
 def test_the_ci_configuration_keeps_enough_users(raw, tmp_path):
