@@ -15,6 +15,7 @@ except figures/):
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -140,3 +141,63 @@ def load_profile(profile: str = "smoke", configs_dir: str | Path | None = None) 
         raise ValueError(f"{path}: common.profile is {named!r} but the file is profile {profile!r}: a copied config "
                          f"must name its own profile (its outputs go to data/processed/<profile>)")
     return cfg
+
+
+# What each notebook writes that Make tracks (the Makefile's targets, under data/processed/<profile>/) and the make
+# target that builds it; tests/test_inputs.py checks both against the Makefile.
+OUTPUTS = {
+    "01_build_pref_lamp": ("preflamp/manifest.json", "data"),
+    "02_train_reward_models": ("rms/index.csv", "rms"),
+    "03_reward_guided_decoding": ("rgd/decodes.csv", "rgd"),
+    "04_policy_accuracy": ("eval/policy_accuracy.csv", "policy-accuracy"),
+    "05_generation": ("eval/generations.csv", "generation"),
+}
+# The notebooks whose outputs a notebook reads (the Makefile's prerequisites, as direct reads); a profile's stages
+# drop the ones it does not run (tldr-real: no 01, 03 or 05).
+INPUTS = {
+    "02_train_reward_models": ("01_build_pref_lamp",),
+    "03_reward_guided_decoding": ("01_build_pref_lamp", "02_train_reward_models"),
+    "04_policy_accuracy": ("01_build_pref_lamp", "02_train_reward_models"),
+    "05_generation": ("01_build_pref_lamp", "02_train_reward_models", "04_policy_accuracy"),
+    "06_figures_tables": STAGES[:5],
+}
+ARCHIVED = ("01_build_pref_lamp", "02_train_reward_models")  # what `make artifacts` packs (scripts/pack_artifacts.py)
+
+
+def missing_inputs(name: str, profile: str, root=None, configs_dir=None) -> list[str]:
+    """Why notebook ``name`` cannot start under ``profile``: one line per output of an earlier notebook that is not
+    there (the file, the notebook that writes it, how to get it), and Pref-LaMP text files its manifest lists but an
+    archive of a real-LaMP build left out. Empty: every input is in place."""
+    P, runs = paths(profile, root), stages(load_profile(profile, configs_dir))
+    out = []
+    for nb in (n for n in INPUTS.get(name, ()) if n in runs):
+        rel, target = OUTPUTS[nb]
+        if (P.processed / rel).is_file():
+            continue
+        how = f"run notebook {nb} first in this environment (`make {target} PROFILE={profile}`)"
+        if nb in ARCHIVED:
+            how += (f", or place the archive of notebooks 01-02's outputs (`make artifacts PROFILE={profile}` on a "
+                    f"machine that ran them writes build/artifacts-{profile}.tar.gz) and unpack it with "
+                    f"`tar xzf artifacts-{profile}.tar.gz` in {P.root}")
+        out.append(f"{P.processed / rel} is missing: notebook {nb} writes it; {how}")
+    manifest = P.preflamp / "manifest.json"
+    if "01_build_pref_lamp" in INPUTS.get(name, ()) and "01_build_pref_lamp" in runs and manifest.is_file():
+        try:
+            listed = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{manifest}: no readable 'files' entry ({type(e).__name__}); rebuild it with notebook "
+                             f"01_build_pref_lamp (`make data PROFILE={profile}`)") from None
+        left = sorted(f for f in listed if not (P.preflamp / f).is_file())
+        if left:
+            out.append(f"{P.preflamp}: {left} missing although {manifest.name} lists them (an archive of a real-LaMP "
+                       f"build leaves LaMP's text out: its license forbids redistribution); rebuild them with notebook "
+                       f"01_build_pref_lamp (`make data PROFILE={profile}`)")
+    return out
+
+
+def require_inputs(name: str, profile: str, root=None, configs_dir=None) -> None:
+    """Stop notebook ``name`` before any work when an output of an earlier notebook is missing, with a
+    FileNotFoundError naming each missing file, the notebook that writes it and the `make artifacts` route."""
+    missing = missing_inputs(name, profile, root, configs_dir)
+    if missing:
+        raise FileNotFoundError(f"notebook {name} (profile {profile}) cannot start:\n  - " + "\n  - ".join(missing))

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from .. import REPO_ROOT
-from .config import data_root, load_profile, stages
+from .config import data_root, load_profile, require_inputs, stages
 from .params import check_agreement, check_parameters
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -140,7 +140,9 @@ def apply_profile(namespace: dict, name: str, verbose: bool = True, configs_dir=
     ``profile = "paper"`` in the parameters cell then runs with the paper settings, not only into the
     paper folders. A parameter whose value still equals the notebook's default takes the profile's value;
     one the user changed by hand (or papermill injected, which is the same profile's value) is kept.
-    Prints what it changed; returns ``{key: new value}``.
+    Prints what it changed, then stops the notebook (FileNotFoundError) when an output of an earlier notebook it
+    reads is missing, naming the file, its notebook and the `make artifacts` route (:func:`config.require_inputs`);
+    returns ``{key: new value}``.
     """
     import ast
 
@@ -162,6 +164,7 @@ def apply_profile(namespace: dict, name: str, verbose: bool = True, configs_dir=
     # the values the notebook will run with, hand edits of the parameters cell included
     check_parameters({k: namespace[k] for k in declared_parameters(path) if k in namespace},
                      f"notebook {path.stem} (profile {namespace.get('profile', KEEP_PROFILE)})")
+    require_inputs(path.stem, namespace.get("profile", KEEP_PROFILE), configs_dir=configs_dir)
     return changed
 
 
