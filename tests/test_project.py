@@ -82,7 +82,8 @@ def test_notebooks_are_stripped_and_parameterised(path):
             else:
                 assert not cell.get("outputs"), f"{path.name} has outputs: run `make strip` before committing"
     tags = [c.get("metadata", {}).get("tags", []) for c in nb["cells"] if c["cell_type"] == "code"]
-    assert "parameters" in tags[0], f"{path.name}: the first code cell must be tagged 'parameters'"
+    assert "colab-setup" in tags[0], f"{path.name}: the first code cell must be the set-up cell (scripts/colab_setup.py)"
+    assert "parameters" in tags[1], f"{path.name}: the second code cell must be tagged 'parameters'"
     assert "profile" in pipeline.declared_parameters(path)
 
 
