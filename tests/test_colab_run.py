@@ -17,8 +17,8 @@ another directory, in a fresh virtualenv that does not see this checkout's ``lib
 * **Lean**: notebook 01 with smoke defaults except a smaller synthetic corpus (:data:`CUT`: 4 users per task with
   6 profile items, so about 30 LaMP-7 paraphrases by SmolLM2 instead of about 190); every cell of it runs, the
   packaged model is dequantised into the clone's own ``.cache`` as on Colab. Measured on the 2-core reference
-  machine while other jobs loaded it (load average 5-6): 3.4-3.8 min (148 s of CPU), of which the set-up cell
-  5 s, SmolLM2's dequantisation about 50 s and the 30 generations about 2 min.
+  machine while other jobs loaded it (load average 5-9): 3.8 and 5.9 min (148 s of CPU each); in a run at 3.4
+  min the set-up cell took 5 s, SmolLM2's dequantisation about 50 s and the 30 generations about 2 min.
 """
 import json
 import os
