@@ -106,8 +106,11 @@ def read_deployed(P, params: dict) -> pd.DataFrame:
     missing = [c for c in DEPLOYED_COLUMNS if c not in d]
     if missing:
         raise ValueError(f"{f}: columns {missing} missing (written by an older notebook 04? re-run it)")
+    # the settings as notebook 04 wrote them (str(value)): pandas would read "None" (rm_backbones: null, the paper
+    # profile's every-backbone setting) as a missing value and never match notebook 05's None
+    agree = pd.read_csv(f, usecols=["calibrated", "rgd_k", "rm_backbones"], dtype=str, keep_default_na=False)
     for key in ("calibrated", "rgd_k", "rm_backbones"):
-        ran = set(d[key].astype(str))
+        ran = set(agree[key])
         if ran != {str(params[key])}:
             raise ValueError(f"{f}: notebook 04 chose the deployed settings with {key}={sorted(ran)}, notebook 05 "
                              f"runs with {key}={params[key]!r}; use the same value in both")
