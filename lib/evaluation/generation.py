@@ -168,7 +168,8 @@ def _generate_block(jobs, model, tok, model_name, caches: dict, rms, rgd_fn, max
         g = ("greedy",) if j["system"] != "rgd" else _rgd_group(rms[j["rm"]], j["rm"])
         groups.setdefault(g, []).append(i)
     fp = {name: rm_fingerprint(rms[name]) for name in {j["rm"] for j in jobs if j["system"] == "rgd"}}
-    keys = [_key(model_name, j, max_new_tokens,
+    ident = getattr(model, "cache_id", None) or model_name  # models.cache_id: other weights, other keys
+    keys = [_key(ident, j, max_new_tokens,
                  f"{rgd_tag}|{fp[j['rm']]}|rows{rgd_batch_size}|wd{j['w_decode']!r}" if j["system"] == "rgd"
                  else "greedy-plain")
             for j in jobs]
