@@ -109,7 +109,8 @@ def score_pairs(policy, tok, rms: dict, pairs: list[dict], ws, definitions=DEFAU
       its end token, above the rejected one's), ``reward_margin`` (that difference, in the model's decoding
       units), ``step_scale`` (the reward model's within-step spread of candidate rewards on the pairs of
       ``scale_ids``, default all; 1.0 without ``step_calibration``) and ``oos_chosen`` / ``oos_rejected``
-      (the response has a token outside the policy's top-k: RGD can never emit it);
+      (the response has a token outside the policy's top-k: RGD can never emit it), ``rgd_path`` (the decoding path
+      the rewards were computed on: ``shared``, ``separate`` or ``text``, paths a, b and c of lib/decoding/rgd.py);
     * ``policy``: ``correct``, the policy-accuracy outcome under each definition and nominal ``w`` (the reward
       weight is ``w / step_scale``), and ``kl``: the mean per-token KL of the RGD next-token distribution
       from the base policy's over the candidates (:func:`lib.evaluation.policy_accuracy.steering_kl`), averaged
@@ -130,7 +131,7 @@ def score_pairs(policy, tok, rms: dict, pairs: list[dict], ws, definitions=DEFAU
         margin = np.array([c.r_gold[-1] - r.r_gold[-1] for c, r in zip(tc[key], tr[key])])
         rm_rows.append(pd.DataFrame({"rm": key, "pair_id": ids, "rm_correct": outcome(margin), "reward_margin": margin,
                                      "step_scale": scale, "oos_chosen": out_of_support(tc[key]),
-                                     "oos_rejected": out_of_support(tr[key])}))
+                                     "oos_rejected": out_of_support(tr[key]), "rgd_path": tc[key][0].path}))
         kl = (steering_kl(tc[key], ws, scale) + steering_kl(tr[key], ws, scale)) / 2  # [N, W]
         for d in definitions:
             for norm in (False, True):
