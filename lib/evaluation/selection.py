@@ -36,6 +36,7 @@ from . import tau_stats
 from .deployment import (  # noqa: F401 (re-exported)
     DEPLOY_DEFINITION,
     at_deployed,
+    deployed_definition,
     deployed_settings,
     kl_curves,
     matched_kl,
