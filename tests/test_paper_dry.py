@@ -23,7 +23,7 @@ from lib.core.config import STAGES, load_profile
 CUTS = {
     "01_build_pref_lamp": {"max_source_chars", "max_query_chars"},
     "02_train_reward_models": {"pref_datasets", "seeds", "hparams", "adapt", "n_resamples"},
-    "04_policy_accuracy": {"max_pairs_per_group", "rgd_k", "n_boot", "deploy_definition", "threads"},
+    "04_policy_accuracy": {"datasets", "max_pairs_per_group", "rgd_k", "n_boot", "deploy_definition", "threads"},
     "05_generation": {"max_new_tokens", "icl_max_tokens", "rgd_k", "rgd_rms", "rm_prefix_train", "threads"},
     "06_figures_tables": {"n_boot"},
 }
@@ -41,7 +41,9 @@ def _effective(nb: str, profile: str) -> dict:
 
 def _no_larger(dry, paper, where: str) -> None:
     """A cut only makes things smaller: numbers not above, lists a subset, mappings key by key."""
-    if isinstance(paper, dict):
+    if paper is None and where.endswith(".datasets"):  # None: every dataset of the index
+        assert isinstance(dry, list) and dry, where
+    elif isinstance(paper, dict):
         assert set(dry) <= set(paper) | {"path"}, where
         for k in dry:
             if k != "path":
@@ -234,6 +236,24 @@ def test_caches_of_a_mapped_name_are_not_served_for_other_weights(mapped, tmp_pa
     model, tok = models.load_causal_lm("qwen2.5-7b")
     assert g3 == [g.strip() for g in greedy.greedy_generate(model, tok, ["Write a title."], 4)]
     assert len(list((tmp_path / "f").glob("*.pt"))) == 2
+
+
+def test_notebook_05s_generation_cache_is_keyed_by_the_weights(tmp_path):
+    """generate_policy_rows passes the loaded policy's models.cache_id: another cache_id under the same name misses."""
+    from test_evaluate import Boom
+
+    from lib.evaluation import generation
+
+    from _tiny import query, tiny_lm, tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    qs = [query(f"q{i}", user=f"u{i}", n_profile=2) for i in range(2)]
+    run = lambda model, cid: generation.evaluate(qs, model, tok, "qwen2.5-7b", icl_ks=(1,), max_new_tokens=3,  # noqa: E731
+                                                 cache_dir=tmp_path, progress=False, cache_id=cid)
+    first = run(tiny_lm(tok), "qwen2.5-7b@aaaa")
+    assert run(Boom(), "qwen2.5-7b@aaaa").generation.tolist() == first.generation.tolist()  # served from the cache
+    with pytest.raises(AssertionError, match="the model was called"):
+        run(Boom(), "qwen2.5-7b@bbbb")  # other weights under the same name: generated, not served
 
 
 def test_size_plots_read_the_sizes_of_mapped_models(mapped):
