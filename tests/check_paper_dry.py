@@ -117,12 +117,14 @@ def check_decodes(P) -> list[str]:
             "qwen2.5-7b"]
 
 
-def check_policy_accuracy(P) -> tuple[list[str], pd.DataFrame]:
+def check_policy_accuracy(P, datasets=None) -> tuple[list[str], pd.DataFrame]:
+    """Notebook 04 on ``datasets`` (its setting; None: every dataset): each policy scored every reward model on the
+    path recorded for it, the one expected for its backbone."""
     from lib.core.schema import read_policy_accuracy
 
     rp = pd.read_parquet(P.eval / "rm_pairs.parquet")
     pa = read_policy_accuracy(P.eval / "policy_accuracy.csv")
-    datasets = sorted(LAMP_TASKS + PREF_SETS)
+    datasets = sorted(datasets or LAMP_TASKS + PREF_SETS)
     need(sorted(set(pa.policy)) == POLICIES, f"eval/policy_accuracy.csv: four policies, got {sorted(set(pa.policy))}")
     paths = rp.drop_duplicates(["task", "policy", "rm"])[["task", "policy", "rm", "backbone", "rgd_path"]]
     out = []
@@ -208,7 +210,7 @@ def check_run(profile: str = "paper-dry", root=None) -> list[str]:
     p05 = parameters_for("05_generation", profile)  # also registers the profile's model mapping (common.models)
     P = config.paths(profile, root)
     out = check_data(P) + check_rms(P) + check_decodes(P)
-    lines, paths = check_policy_accuracy(P)
+    lines, paths = check_policy_accuracy(P, parameters_for("04_policy_accuracy", profile).get("datasets"))
     idx = read_rm_index(P.rms / "index.csv")  # the reward models notebook 05 selects (its rm_* settings)
     selected = {rm for t in LAMP_TASKS for rm in select_rms(idx, t, p05.get("rm_methods"), None, p05.get("rm_seeds"),
                                                             p05.get("rm_prefix_train")).rm}
