@@ -2,6 +2,8 @@
 # PROFILE=smoke (default: synthetic LaMP-format corpus, packaged SmolLM2, CPU, minutes)
 # PROFILE=lamp-cpu (real LaMP files placed under data/raw/lamp, packaged models, user sample, CPU)
 # PROFILE=paper (real LaMP download, Qwen2.5 0.5B-7B, GPU, hours).
+# PROFILE=paper-dry (configs/paper.yaml on tiny random checkpoints of its model families and small local files, CPU,
+#   minutes: what make test-paper-dry runs).
 # PROFILE=tldr-real (real TL;DR annotators placed under data/raw/tldr, packaged models, CPU; notebooks 02, 04, 06).
 # DATA_ROOT=DIR puts data/, figures/ and build/ under DIR instead of the repository (make test-lamp-cpu uses it).
 SHELL := /bin/bash
@@ -37,16 +39,19 @@ PARAMS := $(DATA_ROOT)/build/$(PROFILE)/params
 # none: every notebook. $(call stage,NN,FILE) is FILE when the profile runs notebook NN, else nothing.
 STAGES := $(shell sed -n 's/^stages: *\[\([^]]*\)\].*/\1/p' $(CONFIG) 2>/dev/null | tr ',' ' ')
 stage = $(if $(STAGES),$(if $(filter $(1)_%,$(STAGES)),$(2)),$(2))
+# A profile that `extends: <parent>` (configs/paper-dry.yaml: paper) is re-run when the parent's file changes too.
+EXTENDS := $(shell sed -n 's/^extends: *\([A-Za-z0-9_.-]*\).*/\1/p' $(CONFIG) 2>/dev/null)
+CONFIGS := $(CONFIG) $(if $(EXTENDS),configs/$(EXTENDS).yaml)
 
 # A notebook that fails after writing its target file (a 1-byte rms/index.csv, say) must not leave Make believing
 # the stage is done: Make deletes the target of a failed recipe.
 .DELETE_ON_ERROR:
 
 .PHONY: help setup data rms rgd policy-accuracy generation figures all test lint test-unit test-notebooks test-lamp-cpu \
-        bench strip clean distclean readme artifacts
+        test-paper-dry bench strip clean distclean readme artifacts
 
 help: ## Show this help
-	@echo "usage: make [target] [PROFILE=smoke|lamp-cpu|tldr-real|paper] [DATA_ROOT=.]"
+	@echo "usage: make [target] [PROFILE=smoke|lamp-cpu|tldr-real|paper|paper-dry] [DATA_ROOT=.]"
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
 
 setup: $(VENV)/.installed ## Create .venv with the pinned, tested environment (runs once)
@@ -80,7 +85,7 @@ configs/%.yaml:
 # Each notebook depends on its own parameters, not on the whole profile file: $(PARAMS)/<notebook>.json holds what
 # papermill injects into it (common + its section), rewritten only when that changes (GNU Make then sees an unchanged
 # file, and editing 05's section re-runs 05 and 06, not 01-04).
-$(PARAMS)/%.json: $(CONFIG) | setup
+$(PARAMS)/%.json: $(CONFIGS) | setup
 	@$(PY) -m lib.core.pipeline $* --profile $(PROFILE) --write-params $@
 
 $(PREFLAMP): notebooks/01_build_pref_lamp.ipynb $(PARAMS)/01_build_pref_lamp.json $(LIB) | setup
@@ -102,7 +107,7 @@ $(FIGS): notebooks/06_figures_tables.ipynb $(call stage,01,$(PREFLAMP)) $(RMS) $
 artifacts: $(RMS) | setup ## Pack data/processed/PROFILE (Pref-LaMP, preference sets, reward models: what 03-06 start from) into build/artifacts-PROFILE.tar.gz
 	$(PY) scripts/pack_artifacts.py --profile $(PROFILE) --out $(DATA_ROOT)/build/artifacts-$(PROFILE).tar.gz
 
-test: setup lint test-unit test-notebooks test-lamp-cpu ## Unit tests, every notebook as stored (nbval checks the kept headline numbers), then lamp-cpu on a real-layout fixture
+test: setup lint test-unit test-notebooks test-lamp-cpu test-paper-dry ## Unit tests, every notebook as stored (nbval checks the kept headline numbers), lamp-cpu on a real-layout fixture, the paper profile on tiny checkpoints
 
 lint: | setup ## Static checks (ruff, configured in pyproject.toml)
 	$(VENV)/bin/ruff check lib scripts tests
@@ -135,6 +140,23 @@ test-lamp-cpu: | setup ## make figures PROFILE=lamp-cpu on a real-layout LaMP fi
 	$(PY) tests/real_lamp_fixture.py "$$tmp/data/raw/lamp" && \
 	TQDM_DISABLE=1 $(MAKE) --no-print-directory figures rgd PROFILE=lamp-cpu DATA_ROOT="$$tmp" && \
 	$(PY) -m lib.report.sanity --profile lamp-cpu --root "$$tmp"
+
+# The paper profile end to end on a CPU (configs/paper-dry.yaml: configs/paper.yaml with its models mapped to tiny random
+# checkpoints of the same families, written once into .cache/models/paper-dry by tests/tiny_checkpoints.py, its
+# preference sets and LaMP read from small local files in the hub and official layouts, tests/paper_dry_fixture.py),
+# every notebook through Make in a temporary DATA_ROOT, offline; then the sanity checks, and tests/check_paper_dry.py
+# asserts from the artifacts every route the GPU run takes (LoRA reward models, RGD paths a, b and c, four policies,
+# the size plot) and lists them. The run's wall time is printed last. One thread per process: the tiny models gain
+# nothing from a second one, and a busy machine's two-thread slowdown would not hide the run's own cost.
+test-paper-dry: | setup ## make figures rgd PROFILE=paper-dry (the paper profile on tiny checkpoints) in a temporary folder, then assert every route it took
+	@start=$$(date +%s) && tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PY) tests/tiny_checkpoints.py && \
+	$(PY) tests/paper_dry_fixture.py "$$tmp" && \
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+	  $(MAKE) --no-print-directory figures rgd PROFILE=paper-dry DATA_ROOT="$$tmp" && \
+	$(PY) -m lib.report.sanity --profile paper-dry --root "$$tmp" && \
+	$(PY) tests/check_paper_dry.py --root "$$tmp" && \
+	echo "[test-paper-dry] passed in $$(( $$(date +%s) - start )) s"
 
 bench: | setup ## Benchmarks: RGD decoding paths, batched teacher forcing, multi-RM generation (ratios vs baselines)
 	$(PY) scripts/bench_rgd.py

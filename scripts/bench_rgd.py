@@ -2,6 +2,7 @@
 
     python scripts/bench_rgd.py                                   # CPU, packaged SmolLM2-135M
     python scripts/bench_rgd.py --device cuda --random-arch qwen2.5-7b --batch 1 8 32 --out DIR
+    python scripts/bench_rgd.py --random-arch qwen2.5-7b --tiny ...   # the same command on a CPU in seconds (a check)
 
 Prints one table: tokens/s (batch x new tokens / wall time, prefill included) of HF ``generate``
 greedy, our plain greedy loop, naive RGD (every candidate sequence re-encoded each step), path a
@@ -16,7 +17,10 @@ baseline in the same run: ``teacher_forced`` (notebook 04: responses/s of
 responses vs one response at a time) and ``multi_rm`` (notebook 05: generated tokens/s when every
 (reward model, w) setting is a row of shared batches vs one setting per ``generate`` call).
 Random-arch models are Qwen2.5 architectures with random weights (speed does not depend on
-weights), built from the config numbers below, no download; prompts are random token ids.
+weights), built from the config numbers below, no download; prompts are random token ids. ``--tiny`` shrinks the
+architecture (:data:`TINY`: widths, depth and vocabulary; the family's shape, grouped-query attention and tied or
+untied embeddings kept) so that a command written for a GPU runs on a CPU in seconds: a check that it runs, no
+measurement (tests/test_bench_rgd.py runs the README's command this way).
 The reward head is a linear head with one vector per user (as in the tests).
 """
 from __future__ import annotations
@@ -49,6 +53,15 @@ QWEN25 = {  # Qwen2.5-*-Instruct config.json numbers
 }
 
 
+TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            vocab_size=4096)  # --tiny: these replace the --random-arch numbers
+
+
+def arch_config(name: str, tiny: bool = False) -> dict:
+    """The config numbers of a random-arch model (``--tiny``: :data:`TINY` over them)."""
+    return {**QWEN25[name], **(TINY if tiny else {})}
+
+
 class LinearUserRM(RewardModel):
     method = "bench-linear"
 
@@ -63,9 +76,11 @@ class LinearUserRM(RewardModel):
 
 
 class IdTokenizer:
-    """Stand-in tokenizer for random-arch models: prompts are token ids, nothing is decoded."""
+    """Stand-in tokenizer for random-arch models: prompts are token ids, nothing is decoded. Its end token (id 1) is
+    what teacher forcing appends to every response, as notebook 04 does; every decoding here runs with
+    ``eos_token_ids=[]`` (a fixed number of new tokens), so it never ends a generation."""
 
-    pad_token_id, eos_token_id = 0, None
+    pad_token_id, eos_token_id = 0, 1
 
     def decode(self, ids, skip_special_tokens=True):
         return ""
@@ -120,7 +135,7 @@ def build(args, device, dtype):
 
         def make(seed):
             torch.manual_seed(seed)
-            cfg = Qwen2Config(**QWEN25[args.random_arch], max_position_embeddings=32768, rope_theta=1e6,
+            cfg = Qwen2Config(**arch_config(args.random_arch, args.tiny), max_position_embeddings=32768, rope_theta=1e6,
                               rms_norm_eps=1e-6, use_sliding_window=False, attn_implementation=args.attn)
             old = torch.get_default_dtype()
             torch.set_default_dtype(dtype)
@@ -136,10 +151,12 @@ def build(args, device, dtype):
         rm_feat = SimpleNamespace(model=make(1), tok=tok, kind="lm_last")
         g = torch.Generator().manual_seed(0)
 
-        def prompts(B, L):
-            return [torch.randint(100, 20000, (L,), generator=g).tolist() for _ in range(B)]
+        vocab = arch_config(args.random_arch, args.tiny)["vocab_size"]
 
-        return policy, tok, rm_feat, None, prompts, args.random_arch
+        def prompts(B, L):
+            return [torch.randint(100, min(20000, vocab), (L,), generator=g).tolist() for _ in range(B)]
+
+        return policy, tok, rm_feat, None, prompts, args.random_arch + ("-tiny" if args.tiny else "")
 
     from lib.core import models
     from lib.rewards.features import EncoderFeaturizer, LMFeaturizer
@@ -307,7 +324,7 @@ def teacher_forced_table(args, device, policy, tok, rm_feat, enc, make_prompts, 
     prompts = make_prompts(N, args.prompt_len)
     g = torch.Generator().manual_seed(1)
     lens = [args.tf_resp_len // 2 + i % (args.tf_resp_len // 2 + 1) for i in range(N)]  # mixed lengths: padding
-    responses = [torch.randint(100, 20000, (n,), generator=g).tolist() for n in lens]
+    responses = [torch.randint(100, min(20000, policy.config.vocab_size), (n,), generator=g).tolist() for n in lens]
     us = [users[i % len(users)] for i in range(N)]
     rows, base = [], None
     for B in args.tf_batch:
@@ -371,9 +388,12 @@ def multi_rm_table(args, device, policy, tok, rm_feat, enc, make_prompts, users)
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--dtype", default=None, help="default: fp32 on cpu, bf16 on cuda")
+    ap.add_argument("--dtype", default=None, choices=["bf16", "fp16", "fp32"],
+                    help="default: as the pipeline loads models (bf16 on a GPU that supports it, else fp16; fp32 on cpu)")
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--random-arch", choices=sorted(QWEN25), default=None)
+    ap.add_argument("--tiny", action="store_true", help="with --random-arch: a tiny model of that shape (a CPU check "
+                    "that a GPU command runs; its numbers measure nothing)")
     ap.add_argument("--attn", default="sdpa")
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--k", type=int, default=10)
@@ -402,12 +422,12 @@ def main(argv=None):
                     default=["throughput", "bookkeeping", "long_prompt", "teacher_forced", "multi_rm"])
     ap.add_argument("--out", default=None, help="folder for the CSV tables")
     args = ap.parse_args(argv)
+    if args.tiny and not args.random_arch:
+        ap.error("--tiny shrinks a --random-arch model; name one (e.g. --random-arch qwen2.5-7b)")
     args.naive_tokens = args.naive_tokens or args.new_tokens
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32, None: None}[args.dtype] or \
-        (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    device, dtype = models.auto_device_dtype(args.device, args.dtype)  # the pipeline's rule (lib/core/models.py)
     policy, tok, rm_feat, enc, make_prompts, name = build(args, device, dtype)
     users = [f"user{i}" for i in range(max(args.batch + [args.mr_queries, 8]))]
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"

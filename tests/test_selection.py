@@ -273,3 +273,31 @@ def test_score_selection_on_tiny_models(tmp_path, monkeypatch):
     expect = {i: float(_loglik(model, tok_, by_id[i]["prompt"], by_id[i]["chosen"])
                        > _loglik(model, tok_, by_id[i]["prompt"], by_id[i]["rejected"])) for i in per_rm.index}
     assert per_rm.iloc[:, 0].to_dict() == expect
+
+
+def test_tau_cells_equal_the_per_cell_computation_small_or_not():
+    """tau_table_pairs skips the tables of cells below the minimum sizes; every row still equals kendall_tau_hier_ci
+    on that cell's [models x pairs] outcomes (pivot tables), the too-small cells and the ones with a tau alike."""
+    from lib.evaluation import tau_stats
+
+    rng = np.random.default_rng(1)
+    rms = [f"{m}/bb/s{s}" for m in ("bt", "vpl", "pal") for s in range(2)]
+    rows_r, rows_p = [], []
+    for task, n_pairs in (("big", 30), ("small", 8)):
+        for rm in rms:
+            for i in range(n_pairs):
+                pid, user = f"{task}{i}", f"u{i % 5}"
+                base = dict(task=task, policy="p", rm=rm, pair_id=pid, user=user, user_group="seen", half="test",
+                            method=rm.split("/")[0])
+                rows_r.append(base | {"rm_correct": float(rng.random() < 0.6)})
+                rows_p.append(base | {"definition": "d", "normalise": False, "correct": rng.choice([0.0, 0.5, 1.0])})
+    rp, pp = pd.DataFrame(rows_r), pd.DataFrame(rows_p)
+    got = selection.tau_table_pairs(rp, pp, n_boot=100).set_index("task")
+    assert got.loc["small", "status"].startswith("too small") and got.loc["big", "status"] == ""
+    for task in ("big", "small"):
+        Y = pp[pp.task == task].pivot_table(index="rm", columns="pair_id", values="correct", aggfunc="mean")
+        X = rp[rp.task == task].pivot_table(index="rm", columns="pair_id", values="rm_correct", aggfunc="mean")
+        users = rp.drop_duplicates("pair_id").set_index("pair_id").user.reindex(Y.columns).to_numpy()
+        methods = rp.drop_duplicates("rm").set_index("rm").method.reindex(Y.index).to_numpy()
+        want = tau_stats.kendall_tau_hier_ci(X.reindex_like(Y).to_numpy(), Y.to_numpy(), methods, users, n_boot=100)
+        assert {k: got.loc[task, k] for k in want} == pytest.approx(want, nan_ok=True)

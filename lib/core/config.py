@@ -109,18 +109,10 @@ def stages(cfg: dict) -> tuple[str, ...]:
     return tuple(cfg.get("stages") or STAGES)
 
 
-def load_profile(profile: str = "smoke", configs_dir: str | Path | None = None) -> dict:
-    """The papermill parameters of a profile (``configs/<profile>.yaml``), checked for shape.
-
-    The file must be a YAML mapping with only ``common`` and ``notebooks`` (both mappings); a
-    ``common.profile`` must name the file's own profile (a copied config that still says ``smoke`` would
-    otherwise write over the smoke artifacts). Every error names the file.
-    """
+def _read_profile(path: Path) -> dict:
+    """One profile file as written: a YAML mapping with only ``common``, ``notebooks``, ``stages`` and ``extends``."""
     import yaml
 
-    path = Path(configs_dir or REPO_ROOT / "configs") / f"{profile}.yaml"
-    if not path.exists():
-        raise FileNotFoundError(f"no profile {profile!r}: {path} does not exist")
     try:
         cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
@@ -129,13 +121,68 @@ def load_profile(profile: str = "smoke", configs_dir: str | Path | None = None) 
     if not isinstance(cfg, dict):
         raise ValueError(f"{path}: the profile must be a mapping with 'common' and 'notebooks', not a "
                          f"{type(cfg).__name__}")
-    unknown = sorted(set(cfg) - {"common", "notebooks", "stages"})
+    unknown = sorted(set(cfg) - {"common", "notebooks", "stages", "extends"})
     if unknown:
-        raise ValueError(f"{path}: unknown top-level key(s) {unknown}; allowed: 'common', 'notebooks', 'stages'")
-    check_stages(path, cfg)
+        raise ValueError(f"{path}: unknown top-level key(s) {unknown}; allowed: 'common', 'notebooks', 'stages', "
+                         "'extends'")
     for key in ("common", "notebooks"):
         if cfg.get(key) is not None and not isinstance(cfg[key], dict):
             raise ValueError(f"{path}: '{key}' must be a mapping, not a {type(cfg[key]).__name__}")
+    sections = cfg.get("notebooks") or {}
+    bad = [n for n, sec in sections.items() if sec is not None and not isinstance(sec, dict)]
+    if bad:
+        raise ValueError(f"{path}: notebooks.{bad[0]} must be a mapping, not a {type(sections[bad[0]]).__name__}")
+    models = (cfg.get("common") or {}).get("models")
+    if isinstance(models, dict):  # a folder written ./x or ../x is read against this file's folder, not the cwd
+        cfg["common"]["models"] = {n: str((path.parent / t).resolve()) if isinstance(t, str) and t.startswith(
+            ("./", "../")) else t for n, t in models.items()}
+    return cfg
+
+
+def merge_profiles(base: dict, child: dict) -> dict:
+    """``child`` over ``base`` (a profile that ``extends`` another): ``common`` key by key, each notebook's section
+    parameter by parameter (a parameter the child sets replaces the base's whole value, a mapping included),
+    ``stages`` replaced."""
+    out = {"common": {**(base.get("common") or {}), **(child.get("common") or {})}, "notebooks": {}}
+    for nb in dict.fromkeys([*(base.get("notebooks") or {}), *(child.get("notebooks") or {})]):
+        out["notebooks"][nb] = {**((base.get("notebooks") or {}).get(nb) or {}),
+                                **((child.get("notebooks") or {}).get(nb) or {})}
+    if "stages" in base or "stages" in child:
+        out["stages"] = child.get("stages", base.get("stages"))
+    return out
+
+
+def load_profile(profile: str = "smoke", configs_dir: str | Path | None = None) -> dict:
+    """The papermill parameters of a profile (``configs/<profile>.yaml``), checked for shape.
+
+    The file must be a YAML mapping with only ``common`` and ``notebooks`` (both mappings), an optional
+    ``stages`` line and an optional ``extends: <profile>``: the profile is then that one with this file's
+    settings over it (:func:`merge_profiles`; configs/paper-dry.yaml is configs/paper.yaml with its sizes cut).
+    A profile that extends another cannot itself be extended (the Makefile tracks one parent), and restates
+    the parent's ``stages`` line when it has one (the Makefile reads the profile's own file). A
+    ``common.profile`` must name the file's own profile (a copied config that still says ``smoke`` would
+    otherwise write over the smoke artifacts). In ``common.models``, a folder written ``./x`` or ``../x`` is read
+    against the profile file's folder. Every error names the file.
+    """
+    path = Path(configs_dir or REPO_ROOT / "configs") / f"{profile}.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"no profile {profile!r}: {path} does not exist")
+    cfg = _read_profile(path)
+    parent = cfg.pop("extends", None)
+    if parent is not None:
+        if not isinstance(parent, str) or not (path.parent / f"{parent}.yaml").exists() or parent == profile:
+            raise ValueError(f"{path}: extends {parent!r}, which names no other profile in {path.parent}")
+        base_path = path.parent / f"{parent}.yaml"
+        base = _read_profile(base_path)
+        if "extends" in base:
+            raise ValueError(f"{path}: extends {parent!r}, which itself extends {base['extends']!r}: one level only "
+                             f"(the Makefile re-runs notebooks when {base_path.name} changes, not its parent)")
+        if "stages" in base and "stages" not in cfg:
+            raise ValueError(f"{path}: {base_path.name} has a 'stages' line; restate it here (the Makefile reads "
+                             "this file's own stages line)")
+        check_stages(base_path, base)
+        cfg = merge_profiles(base, cfg)
+    check_stages(path, cfg)
     named = (cfg.get("common") or {}).get("profile", profile)
     if named != profile:
         raise ValueError(f"{path}: common.profile is {named!r} but the file is profile {profile!r}: a copied config "

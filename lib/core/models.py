@@ -24,6 +24,7 @@ at a local copy). The kind and size of such a model are read from its ``config.j
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import json
 import os
@@ -182,6 +183,25 @@ def _target_spec(name: str, target: str, via: str | None) -> ModelSpec:
         f"{mapped}), not a folder with config.json ({folder.resolve()}) and not a hub id of the form org/name. "
         f"Map it with {ENV_VAR}='{name}=/path/to/hf-folder' (or =org/name), or under `common: models: "
         f"{{{name}: /path/to/hf-folder}}` in configs/<profile>.yaml")
+
+
+def cache_id(name: str) -> str:
+    """What the on-disk caches (rejected responses, features, generations) key a model by: its name for a
+    registry model that is not mapped (so existing caches stay valid), else ``name@<digest>`` of what the name
+    resolves to now: for a folder, its path, ``config.json`` and the size and time of every file in it; for a
+    hub id, the id. A name mapped to other weights (``$PRC_MODELS``, ``common.models``: a tiny stand-in one day,
+    the real model the next) therefore never reads the other weights' cached outputs."""
+    s = spec(name)
+    if name in REGISTRY and name not in mappings():
+        return name
+    if s.path:
+        folder = Path(s.path)
+        files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in folder.iterdir()
+                       if f.is_file() and not f.name.startswith("."))
+        what = json.dumps([str(folder), (folder / "config.json").read_text(encoding="utf-8"), files])
+    else:
+        what = s.hub_id or name
+    return f"{name}@{hashlib.sha256(what.encode()).hexdigest()[:12]}"
 
 
 def _kind(config: dict, where) -> str:
@@ -396,6 +416,7 @@ def load_causal_lm(name: str, device=None, dtype=None):
     model = model.to(device).eval()
     model.requires_grad_(False)
     model.registry_name = name  # lets lib.decoding.rgd tell whether a reward model shares the policy's backbone
+    model.cache_id = cache_id(name)  # what caches of its outputs are keyed by
     tok = load_tokenizer(name)
     return model, tok
 
@@ -411,6 +432,7 @@ def load_encoder(name: str = "minilm-l6", device=None):
     path = model_source(name)
     model = AutoModel.from_pretrained(path).to(device).eval()
     model.requires_grad_(False)
+    model.cache_id = cache_id(name)
     return model, AutoTokenizer.from_pretrained(path)
 
 

@@ -45,7 +45,7 @@ def policy_generator(model_name: str = "smollm2-135m", max_new_tokens: int = 24,
             state["model"], state["tok"] = models.load_causal_lm(model_name, device=device)
         return greedy_generate(state["model"], state["tok"], prompts, max_new_tokens, batch_size=len(prompts))
 
-    gen = cached_generator(batch, cache_path, f"{model_name}|{max_new_tokens}|greedy", batch_size,
+    gen = cached_generator(batch, cache_path, f"{models.cache_id(model_name)}|{max_new_tokens}|greedy", batch_size,
                            desc=f"policy[{model_name}]")
     gen.description = f"{model_name} zero-shot greedy, max_new_tokens={max_new_tokens}"
     return gen

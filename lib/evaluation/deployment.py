@@ -89,6 +89,19 @@ def kl_curves(pol_pairs: pd.DataFrame, rm_index: pd.DataFrame) -> pd.DataFrame:
 
 
 
+def deployed_definition(P) -> str:
+    """The criterion notebook 04 chose the deployed settings with (``definition`` in ``eval/deployed_settings.csv``):
+    notebook 06 rebuilds notebook 04's tables under that one, not under the default, so that its deployed w are the
+    ones notebook 05 decoded."""
+    f = P.eval / "deployed_settings.csv"
+    if not f.exists():
+        raise FileNotFoundError(f"{f} does not exist: run notebook 04 first (make policy-accuracy)")
+    defs = set(pd.read_csv(f, usecols=["definition"], dtype=str, keep_default_na=False).definition)
+    if len(defs) != 1:
+        raise ValueError(f"{f}: one deployment criterion expected in column 'definition', found {sorted(defs)}")
+    return defs.pop()
+
+
 DEPLOYED_COLUMNS = ("task", "policy", "rm", "method", "method_pick", "w", "w_decode", "calibrated", "rgd_k",
                     "rm_backbones")
 
@@ -106,8 +119,11 @@ def read_deployed(P, params: dict) -> pd.DataFrame:
     missing = [c for c in DEPLOYED_COLUMNS if c not in d]
     if missing:
         raise ValueError(f"{f}: columns {missing} missing (written by an older notebook 04? re-run it)")
+    # the settings as notebook 04 wrote them (str(value)): pandas would read "None" (rm_backbones: null, the paper
+    # profile's every-backbone setting) as a missing value and never match notebook 05's None
+    agree = pd.read_csv(f, usecols=["calibrated", "rgd_k", "rm_backbones"], dtype=str, keep_default_na=False)
     for key in ("calibrated", "rgd_k", "rm_backbones"):
-        ran = set(d[key].astype(str))
+        ran = set(agree[key])
         if ran != {str(params[key])}:
             raise ValueError(f"{f}: notebook 04 chose the deployed settings with {key}={sorted(ran)}, notebook 05 "
                              f"runs with {key}={params[key]!r}; use the same value in both")

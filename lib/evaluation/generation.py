@@ -216,7 +216,7 @@ def evaluate(queries: list[dict], model, tok, model_name: str, *, icl_ks=(1, 2, 
              icl_max_tokens: int = 512, rms: dict | None = None, ws=(0.5, 1.0, 2.0),
              rgd_fn: Callable | None = None, rgd_tag: str = "", max_new_tokens: int = 24, batch_size: int = 8,
              rgd_batch_size: int = 48, cache_dir=None, seed: int = 0, unknown_users: str = "error",
-             user_block: int = 8, progress: bool = True) -> pd.DataFrame:
+             user_block: int = 8, progress: bool = True, cache_id: str | None = None) -> pd.DataFrame:
     """Generate and score every system for ``queries``; one tidy row per (query, system setting).
 
     ``rms`` maps a reward-model name (the ``rm`` column) to a loaded reward model; ``rgd_fn(model,
@@ -227,7 +227,9 @@ def evaluate(queries: list[dict], model, tok, model_name: str, *, icl_ks=(1, 2, 
     Users are processed in fixed blocks of ``user_block`` consecutive sorted users (:func:`user_blocks`);
     batches mix the users of one block only, so a block's results never depend on the rest of the run.
     A reward model that does not know a user (an unseen user it was not adapted to) is an error,
-    or with ``unknown_users="skip"`` its RGD rows for that user are left out with a warning.
+    or with ``unknown_users="skip"`` its RGD rows for that user are left out with a warning. ``cache_id``: what
+    the generation cache keys the policy by (default ``model_name``; :func:`lib.core.models.cache_id` names the
+    weights a mapped name runs).
     """
     check_queries(queries)
     if unknown_users not in ("error", "skip"):
@@ -255,8 +257,8 @@ def evaluate(queries: list[dict], model, tok, model_name: str, *, icl_ks=(1, 2, 
         jobs.sort(key=lambda j: (j["system"], str(j["rm"]), -1.0 if j["param"] is None else float(j["param"]),
                                  str(j["q"]["user"]), str(j["q"]["query_id"])))
         caches = {u: UserCache(cache_dir, model_name, u) for u in block}
-        gens = _generate_block(jobs, model, tok, model_name, caches, rms, rgd_fn, max_new_tokens, batch_size, rgd_tag,
-                               rgd_batch_size)
+        gens = _generate_block(jobs, model, tok, cache_id or model_name, caches, rms, rgd_fn, max_new_tokens, batch_size,
+                               rgd_tag, rgd_batch_size)
         block_rows = _rows(jobs, gens, model_name)
         rows += block_rows + _base_as_rgd(block_rows, known, ws if rms else ())
     if skipped:
@@ -385,7 +387,8 @@ def generate_policy_rows(P, policy: str, model, tok, rm_index: pd.DataFrame, par
             icl_retriever=p["icl_retriever"], icl_max_tokens=p["icl_max_tokens"], rms=rms, ws=ws,
             rgd_fn=rgd_fn, rgd_tag=rgd_tag, max_new_tokens=p["max_new_tokens"], batch_size=p["batch_size"],
             rgd_batch_size=p["rgd_batch_size"], cache_dir=P.cache / "generation", seed=p["seed"],
-            unknown_users=p["unknown_users"], user_block=p["user_block"], progress=progress))
+            unknown_users=p["unknown_users"], user_block=p["user_block"], progress=progress,
+            cache_id=getattr(model, "cache_id", None)))  # set by models.load_causal_lm
     frames = [f for f in frames if len(f)]  # pandas ignores empty frames' dtypes in concat (and warns)
     return sort_rows(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame(columns=ROW_COLUMNS)
 

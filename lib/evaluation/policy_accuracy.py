@@ -50,6 +50,7 @@ class TeacherForced:
     cand_logp: np.ndarray  # [T, k]
     cand_r: np.ndarray  # [T, k] r(x, y_<t + v)
     gold_idx: np.ndarray  # [T] index of y_t among the candidates, -1 if not in the top-k
+    path: str = ""  # the RGD path the rewards were computed on: "shared" (a), "separate" (b) or "text" (c)
 
     @property
     def gold_in_topk(self) -> np.ndarray:
@@ -196,7 +197,7 @@ def teacher_forced_sets(policy, tok, rms: dict, prompts, response_sets, users, k
                 for key in rms:
                     r = rs[key][n]
                     out[j][key][i] = TeacherForced(r_gold=r[: T[n]], cand_r=r[T[n] : T[n] * (1 + k)].reshape(T[n], k),
-                                                   **shared)
+                                                   path=kind, **shared)
             pbar.update(len(b))
     pbar.close()
     return out

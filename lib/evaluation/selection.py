@@ -36,6 +36,7 @@ from . import tau_stats
 from .deployment import (  # noqa: F401 (re-exported)
     DEPLOY_DEFINITION,
     at_deployed,
+    deployed_definition,
     deployed_settings,
     kl_curves,
     matched_kl,
@@ -109,7 +110,8 @@ def score_pairs(policy, tok, rms: dict, pairs: list[dict], ws, definitions=DEFAU
       its end token, above the rejected one's), ``reward_margin`` (that difference, in the model's decoding
       units), ``step_scale`` (the reward model's within-step spread of candidate rewards on the pairs of
       ``scale_ids``, default all; 1.0 without ``step_calibration``) and ``oos_chosen`` / ``oos_rejected``
-      (the response has a token outside the policy's top-k: RGD can never emit it);
+      (the response has a token outside the policy's top-k: RGD can never emit it), ``rgd_path`` (the decoding path
+      the rewards were computed on: ``shared``, ``separate`` or ``text``, paths a, b and c of lib/decoding/rgd.py);
     * ``policy``: ``correct``, the policy-accuracy outcome under each definition and nominal ``w`` (the reward
       weight is ``w / step_scale``), and ``kl``: the mean per-token KL of the RGD next-token distribution
       from the base policy's over the candidates (:func:`lib.evaluation.policy_accuracy.steering_kl`), averaged
@@ -130,7 +132,7 @@ def score_pairs(policy, tok, rms: dict, pairs: list[dict], ws, definitions=DEFAU
         margin = np.array([c.r_gold[-1] - r.r_gold[-1] for c, r in zip(tc[key], tr[key])])
         rm_rows.append(pd.DataFrame({"rm": key, "pair_id": ids, "rm_correct": outcome(margin), "reward_margin": margin,
                                      "step_scale": scale, "oos_chosen": out_of_support(tc[key]),
-                                     "oos_rejected": out_of_support(tr[key])}))
+                                     "oos_rejected": out_of_support(tr[key]), "rgd_path": tc[key][0].path}))
         kl = (steering_kl(tc[key], ws, scale) + steering_kl(tr[key], ws, scale)) / 2  # [N, W]
         for d in definitions:
             for norm in (False, True):
@@ -223,9 +225,9 @@ def accuracy_rows(rm_pairs: pd.DataFrame, policy_pairs: pd.DataFrame, by=("task"
     pt = policy_pairs[policy_pairs.half == "test"]
     rt = rm_pairs[rm_pairs.half == "test"]
     bt = pt if base_pairs is None else base_pairs[base_pairs.half == "test"]
-    g = pt.groupby(by + ["rm", "definition", "normalise", "w"], sort=True)
-    out = pd.concat([g.correct.mean().rename("policy_acc"),
-                     g.correct.apply(lambda c: float((c == 0.5).mean())).rename("ties"),
+    g = pt.assign(_tie=(pt.correct == 0.5).astype(float)).groupby(by + ["rm", "definition", "normalise", "w"],
+                                                                   sort=True)
+    out = pd.concat([g.correct.mean().rename("policy_acc"), g._tie.mean().rename("ties"),
                      g.size().rename("n_pairs"), g.kl.mean().rename("kl")], axis=1).reset_index()
     agg = {"rm_acc": ("rm_correct", "mean"), "reward_margin": ("reward_margin", "mean")}
     agg.update({c: (c, "mean") for c in ("oos_chosen", "oos_rejected") if c in rt})
@@ -262,24 +264,29 @@ def tau_table_pairs(rm_pairs: pd.DataFrame, policy_pairs: pd.DataFrame, by=("tas
     rt = rm_pairs[rm_pairs.half == "test"]
     pt = policy_pairs[policy_pairs.half == "test"]
     rows = []
+    cells = dict(iter(rt.groupby(by, sort=False)))  # the RM outcomes of each cell, looked up once per cell
     for key, g in pt.groupby(by + ["definition", "normalise"], sort=True):
         key = dict(zip(by + ["definition", "normalise"], key))
-        r = rt
-        for c in by:
-            r = r[r[c] == key[c]]
+        r = cells.get(tuple(key[c] for c in by), rt.iloc[:0])
         deg = set(r.loc[r.get("degenerate", pd.Series("", index=r.index)).fillna("").astype(str) != "", "rm"])
         g, r = g[~g.rm.isin(deg)], r[~r.rm.isin(deg)]
         if g.duplicated(["rm", "pair_id"]).any():
             raise ValueError(f"tau_table_pairs: several w per reward model in cell {key}; pass one w per model")
         unit = "rm" if level == "rm" else "method"
-        Y = g.pivot_table(index=unit, columns="pair_id", values="correct", aggfunc="mean")
-        X = r.pivot_table(index=unit, columns="pair_id", values="rm_correct", aggfunc="mean").reindex_like(Y)
+        user_of = r.drop_duplicates("pair_id").set_index("pair_id").user
+        method_of = r.drop_duplicates("rm").set_index("rm").method
+        sizes = (g[unit].nunique(), g.pair_id.nunique(), user_of.reindex(g.pair_id.unique()).nunique())
+        if status := tau_stats.size_status(*sizes, mins):  # below the minimum sizes: no tau, nothing to tabulate
+            n_groups = method_of.reindex(g.rm.unique()).nunique() if level == "rm" else sizes[0]
+            res = tau_stats.no_tau(sizes[0], n_groups, sizes[1], sizes[2], n_boot, status)
+            rows.append({**key, "level": level, **res, "n_excluded": len(deg)})
+            continue
+        Y = g.groupby([unit, "pair_id"], sort=True).correct.mean().unstack("pair_id")  # pivot_table's mean, faster
+        X = r.groupby([unit, "pair_id"], sort=True).rm_correct.mean().unstack("pair_id").reindex_like(Y)
         if X.isna().any().any():
             raise ValueError(f"tau_table_pairs: RM and policy outcomes cover different pairs in cell {key}")
-        user_of = r.drop_duplicates("pair_id").set_index("pair_id").user
         pair_groups = user_of.reindex(Y.columns).to_numpy()
         if level == "rm":
-            method_of = r.drop_duplicates("rm").set_index("rm").method
             model_groups = method_of.reindex(Y.index).to_numpy()
         else:
             model_groups = np.arange(len(Y))

@@ -59,7 +59,8 @@ def load_method_rms(rms_root, task: str, policies: list[str], backbone: str = "p
 
 def decode_sweep(model, tok, policy: str, rms: dict, qs: list[dict], user: str, ws: list[float], k: int = 10,
                  max_new_tokens: int = 16) -> tuple[list[dict], str]:
-    """Rows ``{policy, method, w, query_id, generation}`` of one policy and the RGD reward path taken.
+    """Rows ``{policy, method, w, query_id, generation, rgd_path}`` of one policy and the RGD reward path taken
+    (``rgd_path``: ``plain`` for the greedy ``w = 0`` rows, else the path of lib/decoding/rgd.py the batch took).
 
     Greedy decoding gives every method's ``w = 0`` row; every (method, w) of ``rms[policy, method]`` x ``ws``
     is a row of one RGD batch (the policy forward is shared, each row applies its own head)."""
@@ -69,8 +70,8 @@ def decode_sweep(model, tok, policy: str, rms: dict, qs: list[dict], user: str, 
     base = rgd.generate(model, tok, prompts, settings=rgd.DecodingSettings(max_new_tokens=max_new_tokens),
                         policy_name=policy)
     methods = [m for p, m in rms if p == policy]
-    rows = [{"policy": policy, "method": m, "w": 0.0, "query_id": q["query_id"], "generation": text.strip()}
-            for q, text in zip(qs, base.texts) for m in methods]  # w = 0 is the same greedy output for every method
+    rows = [{"policy": policy, "method": m, "w": 0.0, "query_id": q["query_id"], "generation": text.strip(),
+             "rgd_path": base.path} for q, text in zip(qs, base.texts) for m in methods]  # w = 0 is the same greedy output for every method
     settings = [(m, w) for m in methods for w in ws]
     out = rgd.generate(model, tok, prompts * len(settings), users=[user] * len(prompts) * len(settings),
                        rm=[rms[policy, m] for m, _ in settings for _ in prompts],
@@ -78,7 +79,8 @@ def decode_sweep(model, tok, policy: str, rms: dict, qs: list[dict], user: str, 
                        settings=rgd.DecodingSettings(k=k, max_new_tokens=max_new_tokens), policy_name=policy)
     for i, text in enumerate(out.texts):
         (m, w), q = settings[i // len(prompts)], qs[i % len(prompts)]
-        rows.append({"policy": policy, "method": m, "w": w, "query_id": q["query_id"], "generation": text.strip()})
+        rows.append({"policy": policy, "method": m, "w": w, "query_id": q["query_id"], "generation": text.strip(),
+                     "rgd_path": out.path})
     return rows, out.path
 
 

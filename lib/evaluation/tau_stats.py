@@ -35,6 +35,13 @@ def size_status(n_models: int, n_pairs: int, n_users: int, minimums=None) -> str
     return "too small: " + ", ".join(bad) if bad else ""
 
 
+def no_tau(n: int, n_groups: int, n_pairs: int, n_users: int, n_boot: int, status: str) -> dict:
+    """The result of :func:`kendall_tau_hier_ci` for a cell without a number (yet): its sizes and ``status``."""
+    nan = float("nan")
+    return {"tau": nan, "p": nan, "p_exact": nan, "ci_lo": nan, "ci_hi": nan, "n": n, "n_groups": n_groups,
+            "n_pairs": n_pairs, "n_users": n_users, "n_boot": n_boot, "n_degenerate": 0, "status": status}
+
+
 def exact_permutation_p(x, y) -> float:
     """Two-sided exact permutation p-value of Kendall tau-b (every pairing of ``y`` with ``x``); NaN when a side
     is constant. ``n`` above :data:`MAX_EXACT_N` is refused (n! pairings)."""
@@ -108,9 +115,7 @@ def kendall_tau_hier_ci(x_pairs, y_pairs, model_groups, pair_groups, n_boot: int
     if len(pg) != P:
         raise ValueError(f"kendall_tau_hier_ci: pair_groups has {len(pg)} entries for {P} pairs")
     n_users = len(np.unique(pg)) if P else 0
-    out = {"tau": float("nan"), "p": float("nan"), "p_exact": float("nan"), "ci_lo": float("nan"),
-           "ci_hi": float("nan"), "n": M, "n_groups": len(np.unique(mg)) if M else 0, "n_pairs": P, "n_users": n_users,
-           "n_boot": n_boot, "n_degenerate": 0, "status": size_status(M, P, n_users, minimums)}
+    out = no_tau(M, len(np.unique(mg)) if M else 0, P, n_users, n_boot, size_status(M, P, n_users, minimums))
     if out["status"]:
         return out
     xm, ym = X.mean(1), Y.mean(1)

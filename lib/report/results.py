@@ -81,8 +81,21 @@ def best_systems(summary: pd.DataFrame) -> pd.DataFrame:
                 rows.append(r)
     out = pd.DataFrame(rows).reset_index(drop=True)
     if len(out):
-        out["params_m"] = [models.REGISTRY[m].params_m if m in models.REGISTRY else float("nan") for m in out.model]
+        out["params_m"] = [params_m(m) for m in out.model]
     return out
+
+
+def params_m(model: str) -> float:
+    """A policy's parameter count (millions) for the size plots: :func:`lib.core.models.spec`'s, so a name mapped to
+    a folder (``$PRC_MODELS``, a profile's ``common.models``) counts the parameters of the model it runs, not the
+    registry's; NaN, with a warning, for a name no model answers to (its point is then left out of the size plot)."""
+    try:
+        return float(models.spec(model).params_m)
+    except models.ModelUnavailableError as e:
+        import warnings
+
+        warnings.warn(f"no parameter count for policy {model!r} ({e}); it has no point on the size plot", stacklevel=2)
+        return float("nan")
 
 
 def select_rgd_w(summary: pd.DataFrame) -> pd.DataFrame:

@@ -41,6 +41,7 @@ class LMFeaturizer:
 
     def __init__(self, model, tok, batch_size: int = 16, max_length: int = 1024, name: str = "lm"):
         self.model, self.tok, self.batch_size, self.max_length, self.name = model, tok, batch_size, max_length, name
+        self.cache_id = getattr(model, "cache_id", None) or name  # feature caches' key (models.cache_id)
         self.decoder = models.decoder_of(model)
         self.dim = model.config.hidden_size
 
@@ -133,6 +134,7 @@ class EncoderFeaturizer:
 
     def __init__(self, model, tok, batch_size: int = 32, max_length: int = 256, name: str = "encoder"):
         self.model, self.tok, self.batch_size, self.max_length, self.name = model, tok, batch_size, max_length, name
+        self.cache_id = getattr(model, "cache_id", None) or name  # feature caches' key (models.cache_id)
         self.dim = model.config.hidden_size
 
     @classmethod
@@ -214,13 +216,14 @@ def load_cache(path, n_rows: int | None = None, dim: int | None = None) -> torch
 
 
 def cached_features(feat, prompts, responses, cache_dir: str | Path, progress: bool = True) -> torch.Tensor:
-    """``feat.features`` memoised on disk, keyed by backbone name, kind and the exact texts.
+    """``feat.features`` memoised on disk, keyed by backbone (``feat.cache_id``: :func:`lib.core.models.cache_id`, else
+    its name), kind and the exact texts.
 
     The cache file is written atomically (no truncated file after a kill); an unusable one (empty,
     truncated, not a torch file, wrong shape) raises :class:`CorruptCacheError` naming it.
     """
     prompts, responses = list(prompts), list(responses)
-    key = sha256_text("\x1e".join([feat.name, feat.kind, str(getattr(feat, "max_length", ""))]
+    key = sha256_text("\x1e".join([getattr(feat, "cache_id", feat.name), feat.kind, str(getattr(feat, "max_length", ""))]
                                   + [f"{p}\x1f{r}" for p, r in zip(prompts, responses)]))[:24]
     path = Path(cache_dir) / f"{feat.name}-{key}.pt"
     if path.exists():

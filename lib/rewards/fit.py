@@ -218,6 +218,21 @@ def _lm_last_with_grad(feat, seqs):
     return h[torch.arange(len(seqs)), lens.to(h.device) - 1].float()
 
 
+_FROZEN: dict = {}  # (featurizer id, records) -> (featurizer, PairFeatures): see _frozen_features
+
+
+def _frozen_features(feat, recs, progress: bool) -> PairFeatures:
+    """The frozen backbone's features of ``recs`` (the LoRA heads' standardisation statistics), computed once per
+    featurizer and records in this process: every method and seed of a zoo fine-tunes from the same ones."""
+    key = (id(feat), hash(tuple((r["pair_id"], r["prompt"], r["chosen"], r["rejected"]) for r in recs)))
+    hit = _FROZEN.get(key)
+    if hit is None or hit[0] is not feat:  # the featurizer is kept in the value: its id is not reused meanwhile
+        if len(_FROZEN) >= 4:
+            _FROZEN.clear()
+        hit = _FROZEN[key] = (feat, PairFeatures.compute(feat, recs, progress=progress))
+    return hit[1]
+
+
 def _train_lora(method, recs, users, feat, hp, lora_r, device, progress, diverge_factor, arch):
     """Fine-tune LoRA adapters (q, v projections; Hu et al. 2022) of a causal-LM featurizer jointly
     with the reward head: the paper profile's fine-tuned backbone. No validation split or prefix
@@ -233,7 +248,7 @@ def _train_lora(method, recs, users, feat, hp, lora_r, device, progress, diverge
     if hp["prefix_train"]:
         raise ValueError("prefix_train is not supported with a fine-tuned backbone")
     seed_everything(hp["seed"])
-    pf = PairFeatures.compute(feat, recs, progress=progress)  # frozen statistics for standardisation
+    pf = _frozen_features(feat, recs, progress)  # frozen statistics for standardisation
     rm = METHODS[method](feat.name, feat.kind, feat.dim, users, **arch)
     dev = device_of(device) if device is not None else feat.device
     model = get_peft_model(copy.deepcopy(feat.model), LoraConfig(r=lora_r, lora_alpha=2 * lora_r,

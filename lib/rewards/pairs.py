@@ -75,7 +75,7 @@ class PairFeatures:
                 (lambda resp: feat.features(prompts, resp, progress=progress))
             return cls(feat.name, feat.kind, ids, get([r["chosen"] for r in records]),
                        get([r["rejected"] for r in records]))
-        key = sha256_text("\x1e".join([FEATURE_VERSION, feat.name, feat.kind, str(getattr(feat, "max_length", "")),
+        key = sha256_text("\x1e".join([FEATURE_VERSION, getattr(feat, "cache_id", feat.name), feat.kind, str(getattr(feat, "max_length", "")),
                                        str(n_prefix), str(seed)] + [f"{r['prompt']}\x1f{r['chosen']}\x1f{r['rejected']}"
                                                                     for r in records]))[:24]
         path = Path(cache_dir) / f"{feat.name}-pairs-{key}.pt" if cache_dir else None
