@@ -79,7 +79,8 @@ def plot_kl_vs_w(kl: pd.DataFrame):
         for j, c in enumerate(cols):
             ax, g = axes[i, j], d[(d.policy == r) & (d.task == c)]
             for (m, _rm), gm in g.groupby(["method", "rm"], sort=True):
-                ax.plot(gm.w, gm.kl, lw=0.9, alpha=0.75, color=pal[m], label=m)
+                ax.plot(gm.w, gm.kl, lw=0.9, alpha=0.75, color=pal[m], label=m,
+                        ls=("-", "--", ":", "-.")[methods.index(m) % 4])  # dash too: legible in grey
             ax.set_xscale("log")
             ax.set_yscale("log")
             w_ticks(ax, d.w.unique(), log=True)
