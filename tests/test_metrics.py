@@ -173,7 +173,8 @@ def test_project_plots_render():
     # best systems: one panel (one policy), per system a point per task at its ROUGE-1, with its CI whisker
     fig = plots.plot_best_systems(best)
     (ax,) = fig.axes
-    points = {ln.get_marker(): ys for ln, (_, ys) in zip([ln for ln in ax.lines if len(ln.get_xdata())], drawn(ax))}
+    points = {ln.get_marker(): [float(v) for v in ln.get_ydata()] for ln in ax.lines
+              if len(ln.get_xdata()) and ln.get_marker() in ("o", "s", "^")}  # not the whiskers' caps
     assert points == {"o": [0.2, 0.2], "s": [0.4, 0.4], "^": [0.25, 0.25]}  # base, ICL k = 4, RGD a at w = 0.1
     whiskers = [s for c in ax.containers for s in c.lines[2][0].get_segments()]
     assert len(whiskers) == 6 and all(seg[0][1] == seg[1][1] for seg in whiskers)  # one query: lo = hi
@@ -191,7 +192,8 @@ def test_project_plots_render():
         plots.plot_sweep(summary, "rgd")
     # size: one point per system at the policy's 135M parameters (dodged on the log axis), never a line
     fig = plots.plot_size(best)
-    pts = drawn(fig.axes[0])
+    pts = [(xs, ys) for ln, (xs, ys) in zip([ln for ln in fig.axes[0].lines if len(ln.get_xdata())], drawn(fig.axes[0]))
+           if ln.get_marker() != "_"]  # not the whiskers' caps
     assert [ys for _, ys in pts] == [[0.2], [0.4], [0.25]]
     assert [xs[0] for xs, _ in pts] == pytest.approx([135 * 0.93, 135.0, 135 * 1.07])
     assert not [ln for ln in fig.axes[0].lines if ln.get_linestyle() == "-" and len(ln.get_xdata()) > 1]
