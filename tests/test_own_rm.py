@@ -11,6 +11,15 @@ from lib.core import models
 from lib.evaluation import own_rm
 from tests._tiny import tiny_lm, tiny_tokenizer
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models on a shared 2-core machine: threads only contend
+    yield
+    torch.set_num_threads(n)
+
+
 WORDS = ["stock market falls today", "team wins election vote", "new study shows deep learning results",
          "rain and sun in the city", "music film game news", "health food travel news"]
 

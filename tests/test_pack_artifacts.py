@@ -16,7 +16,7 @@ def _profile(root, corpus):
     d = root / "data" / "processed" / "p"
     for rel, text in {"preflamp/manifest.json": json.dumps({"corpus": corpus}), "preflamp/LaMP-4/pairs.jsonl": "{}\n",
                       "preflamp/LaMP-4/queries.jsonl": "{}\n", "prefsets/tldr/pairs.jsonl": "{}\n",
-                      "prefsets/tldr/manifest.json": "{}", "rms/index.csv": "task\n", "rms/LaMP-4/bt/model.pt": "w",
+                      "prefsets/tldr/manifest.json": "{}", "rms/index.csv": "task\n", "rms/LaMP-4/bt/model.safetensors": "w",
                       "eval/generations.csv": "x\n"}.items():
         (d / rel).parent.mkdir(parents=True, exist_ok=True)
         (d / rel).write_text(text)
@@ -41,7 +41,7 @@ def test_synthetic_profile_is_packed_whole_without_rgd_and_eval(tmp_path):
     pre = "data/processed/p/"
     assert got == sorted(pre + x for x in ["preflamp/manifest.json", "preflamp/LaMP-4/pairs.jsonl",
                                            "preflamp/LaMP-4/queries.jsonl", "prefsets/tldr/pairs.jsonl",
-                                           "prefsets/tldr/manifest.json", "rms/index.csv", "rms/LaMP-4/bt/model.pt"])
+                                           "prefsets/tldr/manifest.json", "rms/index.csv", "rms/LaMP-4/bt/model.safetensors"])
     assert "left out" not in r.stdout
 
 
@@ -50,7 +50,7 @@ def test_real_lamp_profile_leaves_the_text_out_and_says_why(tmp_path):
     r = _run(tmp_path, "--out", str(tmp_path / "a.tar.gz"))
     assert r.returncode == 0, r.stderr
     got = _names(tmp_path / "a.tar.gz")
-    assert not [n for n in got if n.endswith(".jsonl")] and "data/processed/p/rms/LaMP-4/bt/model.pt" in got
+    assert not [n for n in got if n.endswith(".jsonl")] and "data/processed/p/rms/LaMP-4/bt/model.safetensors" in got
     assert "data/processed/p/preflamp/manifest.json" in got
     assert "left out (3 files" in r.stdout and "licenses" in r.stdout
 

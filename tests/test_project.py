@@ -168,8 +168,8 @@ def test_committed_smoke_results_are_not_degenerate():
 def _mentioned_paths(text: str) -> set[str]:
     """Repository paths a text names: lib/..., scripts/..., tests/..., configs/..., notebooks/..., figures/...,
     .ci/..., or a bare file name with a code or config suffix; templated names (<profile>, *, PROFILE) skipped."""
-    pat = re.compile(r"(?<![\w/.-])((?:lib|scripts|tests|configs|notebooks|figures|\.ci)/[\w./-]*\w"
-                     r"|[\w-]+\.(?:py|yaml|ipynb|cfg|ini|toml|txt|yml))(?![\w/])")
+    pat = re.compile(r"(?<![\w/.-])((?:lib|scripts|tests|configs|notebooks|figures|\.ci)/[\w./-]*\w/?"
+                     r"|[\w-]+\.(?:py|yaml|ipynb|cfg|ini|toml|txt|yml))(?![\w/-])")
     return {m for m in pat.findall(text) if not any(x in m for x in ("<", "*", "PROFILE", "NN_"))}
 
 
@@ -185,6 +185,8 @@ def test_every_path_in_readme_configs_and_notebooks_exists():
                      if not any((REPO_ROOT / d / m).exists() for d in dirs))
     assert not missing, f"paths named but absent: {missing}"
     assert "tests/real_lamp_fixture.py" in _mentioned_paths(texts["README.md"])  # the check does look
+    # a folder named with its slash is read whole, not cut at a hyphen (`figures/tldr-real/` is not `figures/tldr`)
+    assert _mentioned_paths("see `figures/tldr-real/` and lib/core/io.py.") == {"figures/tldr-real/", "lib/core/io.py"}
 
 
 def _layout_block() -> str:

@@ -113,6 +113,7 @@ def test_save_load_identical(tmp_path, data, trained, method):
     x = torch.randn(5, 3, pf.dim)
     u = rm.user_index(["s0", "s1", "u0", "u1", "s3"])
     rm.save(tmp_path / method)
+    assert sorted(p.name for p in (tmp_path / method).iterdir()) == ["config.json", "model.safetensors"]
     back = load_reward_model(tmp_path / method)
     assert back.users == rm.users and type(back) is type(rm) and back.metrics == rm.metrics
     assert torch.equal(back.head(x, u), rm.head(x, u))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import pandas as pd
 import pytest
@@ -279,8 +280,43 @@ def test_models_saved_before_calibration_still_load(tmp_path):
     recs, pf = two_groups(n_users=4, n_train=10, n_test=2)
     rm = train("bt", recs, pf, progress=False, device="cpu", epochs=3)
     rm.save(tmp_path / "old")
-    state = torch.load(tmp_path / "old" / "model.pt")
-    torch.save({k: v for k, v in state.items() if not k.startswith("cal_")}, tmp_path / "old" / "model.pt")
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(tmp_path / "old" / "model.safetensors")
+    save_file({k: v for k, v in state.items() if not k.startswith("cal_")}, tmp_path / "old" / "model.safetensors")
     back = load_reward_model(tmp_path / "old")
     x = torch.randn(3, pf.dim)
     torch.testing.assert_close(back.guidance(x, [0, 0, 0]), rm.head(x, [0, 0, 0]))
+
+
+def test_model_pt_of_older_releases_loads_with_one_future_warning(tmp_path, monkeypatch):
+    """Folders written before safetensors (model.pt, a torch pickle) give the same rewards, warn once per process,
+    and convert by load + save; a damaged safetensors file or a folder without weights is an error naming it."""
+    from lib.rewards import base
+
+    recs, pf = two_groups(n_users=4, n_train=10, n_test=2)
+    rm = train("individual", recs, pf, progress=False, device="cpu", epochs=3)
+    rm.save(tmp_path / "new")
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["config.json", "model.safetensors"]
+    for name in ("a", "b"):  # what RewardModel.save wrote before this release
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text((tmp_path / "new" / "config.json").read_text())
+        torch.save({k: v.detach().cpu() for k, v in rm.state_dict().items()}, tmp_path / name / "model.pt")
+    monkeypatch.setattr(base, "_warned_legacy", False)
+    with pytest.warns(FutureWarning, match=r"a/model\.pt: reward models saved as model\.pt .* load_reward_model\(d\)\.save\(d\)"):
+        old = load_reward_model(tmp_path / "a")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second legacy folder loads silently
+        load_reward_model(tmp_path / "b")
+    x, u = torch.randn(6, pf.dim), rm.user_index([r["user"] for r in recs[:6]])
+    assert torch.equal(old.head(x, u), rm.head(x, u))
+    assert torch.equal(load_reward_model(tmp_path / "new").head(x, u), rm.head(x, u))
+    old.save(tmp_path / "a")  # the conversion the warning names
+    assert not (tmp_path / "a" / "model.pt").exists()
+    assert torch.equal(load_reward_model(tmp_path / "a").head(x, u), rm.head(x, u))
+    (tmp_path / "a" / "model.safetensors").write_bytes(b"\0" * 10)
+    with pytest.raises(ValueError, match=r"a/model\.safetensors: not a readable safetensors file"):
+        load_reward_model(tmp_path / "a")
+    (tmp_path / "a" / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match=r"a: no model\.safetensors \(nor the older model\.pt\)"):
+        load_reward_model(tmp_path / "a")

@@ -1,149 +1,89 @@
-"""Evaluate your own reward model: RM accuracy and policy accuracy at each ``w`` on a list of pairs.
+"""Evaluate your own reward model with this project's metrics: RM accuracy and policy accuracy on pairs, and
+reward-guided generations scored by ROUGE against the users' own outputs on Pref-LaMP queries.
 
-    python -m lib.evaluation.own_rm --rm PATH --pairs FILE.jsonl [--policy smollm2-135m] [--ws 0 0.5 1] [--k 10]
+    python -m lib.evaluation.own_rm --rm PATH [--pairs PAIRS] [--queries QUERIES] [--policy smollm2-135m]
+                                    [--ws 0 0.5 1] [--k 10] [--max-new-tokens 16] [--out DIR]
 
-``rm`` is a reward model of this project (a :class:`~lib.rewards.RewardModel`, or a folder written by its
-``save``: ``config.json`` with a ``method`` and ``model.pt``) or a Hugging Face sequence-classification
-checkpoint (a folder, a hub id or a mapped name, see :mod:`lib.core.models`; ``num_labels == 1``). The
-checkpoint is wrapped as a *text-path* reward model, the path of this project's MiniLM reward models:
-the reward of (prompt, response) is its logit, and reward-guided decoding re-encodes each candidate text
-(:func:`lib.evaluation.policy_accuracy.teacher_forced_sets`, path c). It is user-independent and raw (not
-calibrated: ``w`` multiplies the logit). The text it reads is the tokenizer's chat template applied to
-``[user: prompt, assistant: response]`` when it has one, else the text pair ``(prompt, response)``.
+``rm`` (:func:`load_own_rm`): a :class:`~lib.rewards.RewardModel` object, a folder written by its ``save``
+(``config.json`` with a ``method`` + ``model.safetensors``), or a Hugging Face sequence-classification checkpoint
+with one label (a folder, a hub id or a mapped name, :mod:`lib.core.models`), wrapped as a user-independent,
+raw, text-path reward model (:mod:`lib.rewards.seq_cls`). ``PAIRS`` / ``QUERIES``: a JSONL file, a Pref-LaMP
+build folder or an exported dataset (:mod:`lib.evaluation.own_data`; the test split by default).
 
-Both accuracies come from :func:`lib.evaluation.selection.score_pairs` (one teacher-forced pass per pair),
-as in notebook 04: RM accuracy compares the rewards of the full chosen and rejected responses, policy accuracy
-the RGD scores ``S_w`` of each definition (raw and length-normalised). Ties count one half.
+* :func:`evaluate_reward_model`: both accuracies from :func:`lib.evaluation.selection.score_pairs` (one
+  teacher-forced pass per pair), as in notebook 04: RM accuracy compares the rewards of the full chosen and
+  rejected responses, policy accuracy the RGD scores ``S_w`` of each definition (raw and length-normalised);
+  ties count one half.
+* :func:`generate_and_score`: notebook 05's generation (:func:`lib.evaluation.generation.evaluate`): the base
+  policy's greedy output and RGD (:mod:`lib.decoding.rgd`, ``k`` candidates a step) at each ``w``, cleaned like
+  notebook 05's and scored with ROUGE-1 / ROUGE-L F (:func:`lib.evaluation.metrics.rouge_scores`) against each
+  query's ``reference``; :func:`rouge_table` puts the base policy (``w = 0``) beside each ``w``.
+
+Units of ``w``: with ``step_calibration`` (notebook 04's default) policy accuracy divides ``w`` by the reward
+model's within-step spread of candidate rewards on the pairs (``step_scale`` of the result), so one ``w`` means
+about the same steering for every reward model. Generation decodes with ``w / step_scale``: pass the
+``step_scale`` that :func:`evaluate_reward_model` measured for the same units (the CLI does so when it has
+pairs); the default 1.0 is the reward model's own guidance units (a checkpoint's raw logit). Nothing is cached.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import sys
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from ..core import models
-from ..rewards.base import RewardModel
+from ..rewards.seq_cls import LogitFeaturizer, SequenceClassifierRM  # noqa: F401 (re-exported)
+from ..rewards.seq_cls import load_any_reward_model as load_own_rm
+from .own_data import check_pairs, check_queries, read_pairs, read_queries  # noqa: F401 (re-exported)
 
-PAIR_FIELDS = ("pair_id", "prompt", "chosen", "rejected", "user")
-
-
-class LogitFeaturizer:
-    """Text-path featurizer of a sequence-classification checkpoint: the feature of (prompt, response) is
-    its single logit (``[N, 1]``)."""
-
-    kind = "encoder_mean"  # the text path: responses and candidates are scored as text
-    dim = 1
-
-    def __init__(self, model, tok, name: str, batch_size: int = 16, max_length: int = 1024):
-        if model.config.num_labels != 1:
-            raise ValueError(f"{name}: a reward model has one logit; this checkpoint has num_labels="
-                             f"{model.config.num_labels}")
-        if model.config.pad_token_id is None:  # batched sequence classification reads the last non-pad token
-            model.config.pad_token_id = tok.pad_token_id
-        self.model, self.tok, self.name, self.batch_size, self.max_length = model, tok, name, batch_size, max_length
-
-    def texts(self, prompts, responses) -> list[str] | None:
-        """The chat-formatted texts when the tokenizer has a chat template, else None (text pairs are used)."""
-        if not models.has_chat_template(self.tok):
-            return None
-        return [self.tok.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": r}],
-                                             tokenize=False) for p, r in zip(prompts, responses)]
-
-    @torch.no_grad()
-    def features(self, prompts, responses, progress: bool = False) -> torch.Tensor:
-        """The logit of each (prompt, response), in batches (``[N, 1]``, float32, on the CPU)."""
-        prompts, responses = list(prompts), list(responses)
-        chat = self.texts(prompts, responses)
-        dev = next(self.model.parameters()).device
-        out = []
-        for s in range(0, len(prompts), self.batch_size):
-            if chat is not None:
-                enc = self.tok(chat[s : s + self.batch_size], add_special_tokens=False, truncation=True,
-                               max_length=self.max_length, padding=True, return_tensors="pt")
-            else:
-                enc = self.tok(prompts[s : s + self.batch_size], responses[s : s + self.batch_size],
-                               truncation="only_first", max_length=self.max_length, padding=True, return_tensors="pt")
-            out.append(self.model(**enc.to(dev)).logits.float().cpu())
-        return torch.cat(out) if out else torch.empty(0, 1)
+DEFINITIONS = ("cumulative", "rgd_likelihood")
 
 
-class SequenceClassifierRM(RewardModel):
-    """A Hugging Face sequence-classification checkpoint as a user-independent, raw, text-path reward model."""
-
-    method = "hf_seq_cls"
-
-    def __init__(self, featurizer: LogitFeaturizer):
-        super().__init__(featurizer.name, "encoder_mean", 1, users=[])
-        self.calibrated = False  # w multiplies the checkpoint's own logit
-        self._featurizer = featurizer
-
-    def user_index(self, users) -> torch.Tensor:
-        """Every user reads the same (only) reward."""
-        return torch.zeros(len(list(users)), dtype=torch.long)
-
-    def _reward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        return x[..., 0]
+def _policy(policy, device, policy_name):
+    """(model, tok, name) of a policy given by name / folder / hub id or as a loaded ``(model, tok)``."""
+    model, tok = models.load_causal_lm(policy, device=device) if isinstance(policy, str) else policy
+    return model, tok, models.registry_name(model, policy_name or (policy if isinstance(policy, str) else None))
 
 
-def load_own_rm(rm, device=None) -> RewardModel:
-    """``rm`` as a reward model: a :class:`RewardModel` as is, a folder saved by :meth:`RewardModel.save`, or a
-    sequence-classification checkpoint (folder, hub id or mapped name) wrapped by :class:`SequenceClassifierRM`."""
-    if isinstance(rm, RewardModel):
-        return rm
-    folder = Path(str(rm)).expanduser()
-    if (folder / "model.pt").is_file() and (folder / "config.json").is_file():
-        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        if isinstance(cfg, dict) and "method" in cfg:
-            from ..rewards import load_reward_model
-
-            return load_reward_model(folder, device=device)
-    model, tok = models.load_sequence_classifier(str(rm), device=device)
-    return SequenceClassifierRM(LogitFeaturizer(model, tok, name=str(rm)))
-
-
-def check_pairs(pairs, where: str = "pairs") -> list[dict]:
-    """``pairs`` as a non-empty list of dicts with every field of :data:`PAIR_FIELDS` (strings, non-empty
-    responses), or an error naming the record and field."""
-    pairs = list(pairs)
-    if not pairs:
-        raise ValueError(f"{where}: no pairs")
-    for i, p in enumerate(pairs, 1):
-        if not isinstance(p, dict):
-            raise TypeError(f"{where}: record {i} is a {type(p).__name__}, not an object")
-        missing = [f for f in PAIR_FIELDS if f not in p]
-        if missing:
-            raise KeyError(f"{where}: record {i} ({p.get('pair_id', '?')!r}) has no field(s) {missing}")
-        bad = [f for f in PAIR_FIELDS if not isinstance(p[f], str) or (f in ("chosen", "rejected") and not p[f].strip())]
-        if bad:
-            raise ValueError(f"{where}: record {i} ({p['pair_id']!r}): field(s) {bad} must be non-empty strings")
-    return pairs
+def _check_ws(ws, k: int, step_scale: float = 1.0) -> list[float]:
+    ws = [float(w) for w in ws]
+    if not ws or not all(math.isfinite(w) for w in ws) or len(set(ws)) != len(ws):
+        raise ValueError(f"ws must be distinct finite numbers, got {ws}")
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k must be an integer >= 1, not {k!r}")
+    if not (isinstance(step_scale, (int, float)) and math.isfinite(step_scale) and step_scale > 0):
+        raise ValueError(f"step_scale must be a finite number > 0, not {step_scale!r}")
+    return ws
 
 
 def evaluate_reward_model(rm, pairs, policy="smollm2-135m", ws=(0.0, 0.5, 1.0), k: int = 10,
-                          definitions=("cumulative", "rgd_likelihood"), device=None, batch_size: int = 16) -> dict:
+                          definitions=DEFINITIONS, device=None, batch_size: int = 16, step_calibration: bool = True,
+                          policy_name: str | None = None) -> dict:
     """RM accuracy and policy accuracy at each ``w`` of the reward model ``rm`` on ``pairs``.
 
     ``rm``: see :func:`load_own_rm`. ``pairs``: dicts with ``prompt``, ``chosen``, ``rejected``, ``user``,
-    ``pair_id`` (a reward model of this project must know every user). ``policy``: a model name, folder or hub
-    id (:func:`lib.core.models.load_causal_lm`) or a loaded ``(model, tokenizer)``. ``k``: RGD candidates per step.
+    ``pair_id`` (:func:`read_pairs`; a reward model of this project must know every user). ``policy``: a model
+    name, folder or hub id (:func:`lib.core.models.load_causal_lm`) or a loaded ``(model, tokenizer)``
+    (``policy_name``: its registry name). ``k``: RGD candidates per step.
 
-    Returns ``{"n_pairs", "rm_acc", "policy_acc"}``: ``policy_acc`` is a DataFrame with one row per
-    (definition, normalise, w) and its accuracy.
+    Returns ``{"n_pairs", "rm_acc", "step_scale", "policy_acc"}``: ``policy_acc`` is a DataFrame with one row per
+    (definition, normalise, w) and its accuracy; ``step_scale`` is 1.0 without ``step_calibration``.
     """
     from .selection import score_pairs
 
     pairs = check_pairs(pairs)
-    model, tok = models.load_causal_lm(policy, device=device) if isinstance(policy, str) else policy
+    ws = _check_ws(ws, k)
+    model, tok, name = _policy(policy, device, policy_name)
     reward_model = load_own_rm(rm, device=device)
     rm_rows, pol = score_pairs(model, tok, {"rm": reward_model}, pairs, ws, definitions=definitions, k=k,
-                               batch_size=batch_size)
+                               policy_name=name, batch_size=batch_size, step_calibration=step_calibration)
     acc = (pol.groupby(["definition", "normalise", "w"], sort=True)["correct"].mean()
            .rename("policy_acc").reset_index())
-    return {"n_pairs": len(pairs), "rm_acc": float(rm_rows["rm_correct"].mean()), "policy_acc": acc}
+    return {"n_pairs": len(pairs), "rm_acc": float(rm_rows["rm_correct"].mean()),
+            "step_scale": float(rm_rows["step_scale"].iloc[0]), "policy_acc": acc}
 
 
 def table(result: dict) -> pd.DataFrame:
@@ -154,21 +94,97 @@ def table(result: dict) -> pd.DataFrame:
     return wide.reset_index().assign(rm_acc=result["rm_acc"], n_pairs=result["n_pairs"])
 
 
-def main(argv=None) -> int:
-    """CLI: evaluate a reward model on a JSONL file of pairs and print the table."""
-    from ..core.io import read_jsonl
+def generate_and_score(rm, queries, policy="smollm2-135m", ws=(0.5, 1.0), k: int = 10, max_new_tokens: int = 16,
+                       step_scale: float = 1.0, device=None, batch_size: int = 8, rgd_batch_size: int = 16,
+                       unknown_users: str = "error", name: str | None = None, policy_name: str | None = None,
+                       progress: bool = False) -> pd.DataFrame:
+    """Base and reward-guided generations of ``queries`` and their ROUGE against each query's ``reference``.
 
+    ``queries``: dicts with ``query_id``, ``task``, ``user``, ``prompt``, ``reference`` (:func:`read_queries`).
+    ``rm``, ``policy``, ``k``: as in :func:`evaluate_reward_model`; RGD decodes with ``w / step_scale`` for each
+    ``w`` of ``ws`` (module docstring). ``unknown_users``: ``"error"``, or ``"skip"`` the RGD rows of users a
+    reward model of this project does not know. ``name``: the ``rm`` column (default: the path, or the method).
+
+    Returns notebook 05's rows (:data:`lib.core.schema.ROW_COLUMNS`: one per query and system, ``system`` base or
+    rgd, ``generation``, ``reference``, ``rouge1``, ``rougeL``) with ``w`` (nominal, NaN for base) and ``w_decode``.
+    """
+    from .generation import evaluate, rgd_adapter
+
+    queries = check_queries(queries)
+    ws = _check_ws(ws, k, step_scale)
+    model, tok, pname = _policy(policy, device, policy_name)
+    reward_model = load_own_rm(rm, device=device)
+    name = name or (str(rm) if isinstance(rm, (str, Path)) else f"{reward_model.method}/{reward_model.backbone}")
+    decode = {w / step_scale: w for w in ws}
+    rgd_fn, rgd_tag = rgd_adapter(pname, k=k)
+    rows = evaluate(queries, model, tok, pname, icl_ks=(), rms={name: reward_model}, ws=list(decode), rgd_fn=rgd_fn,
+                    rgd_tag=rgd_tag, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                    rgd_batch_size=rgd_batch_size, cache_dir=None, unknown_users=unknown_users, progress=progress)
+    rgd = rows.system == "rgd"
+    rows["w_decode"] = rows.param.where(rgd).astype(float)
+    rows["w"] = rows.w_decode.map(decode)
+    return rows
+
+
+def rouge_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean ROUGE-1 / ROUGE-L per (task, rm, w) of :func:`generate_and_score`'s rows, with the base policy's
+    on the same queries beside (``base_*``), the differences (``d_*``, RGD minus base) and ``changed``, the
+    share of queries whose generation differs from the base policy's."""
+    base = rows[rows.system == "base"].set_index("query_id")[["generation", "rouge1", "rougeL"]].add_prefix("base_")
+    rgd = rows[rows.system == "rgd"].join(base, on="query_id")
+    out = (rgd.assign(changed=rgd.generation != rgd.base_generation)
+           .groupby(["task", "rm", "w", "w_decode"], sort=True)
+           .agg(n=("query_id", "size"), rouge1=("rouge1", "mean"), base_rouge1=("base_rouge1", "mean"),
+                rougeL=("rougeL", "mean"), base_rougeL=("base_rougeL", "mean"), changed=("changed", "mean"))
+           .reset_index())
+    return out.assign(d_rouge1=out.rouge1 - out.base_rouge1, d_rougeL=out.rougeL - out.base_rougeL)
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> None:
+    from ..core.io import write_text
+
+    write_text(path, df.to_csv(index=False))
+    print(f"wrote {path}")
+
+
+def main(argv=None) -> int:
+    """CLI: evaluate a reward model on pairs and / or queries, print the tables, write them as CSV to ``--out``."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rm", required=True, help="a saved reward model folder or a sequence-classification checkpoint")
-    ap.add_argument("--pairs", required=True, help="JSONL: one pair per line (pair_id, prompt, chosen, rejected, user)")
+    ap.add_argument("--pairs", help="pairs: JSONL (pair_id, prompt, chosen, rejected, user), a build or an export")
+    ap.add_argument("--queries", help="queries: JSONL (query_id, task, user, prompt, reference), a build or an export")
+    ap.add_argument("--split", default="test", help="split of a dataset / build (default test; 'all' for every one)")
     ap.add_argument("--policy", default="smollm2-135m", help="policy model name, folder or hub id")
     ap.add_argument("--ws", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--max-new-tokens", type=int, default=16)
+    ap.add_argument("--raw-w", action="store_true", help="no step calibration: w multiplies the raw reward")
+    ap.add_argument("--out", help="folder for policy_acc.csv, rouge.csv and generations.csv")
     ap.add_argument("--device")
     a = ap.parse_args(argv)
-    pairs = check_pairs(read_jsonl(a.pairs), where=a.pairs)
-    res = evaluate_reward_model(a.rm, pairs, policy=a.policy, ws=tuple(a.ws), k=a.k, device=a.device)
-    print(table(res).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    if not (a.pairs or a.queries):
+        ap.error("give --pairs, --queries or both")
+    split = None if a.split == "all" else a.split
+    pairs = read_pairs(a.pairs, split) if a.pairs else None  # read both before any model loads: fail early
+    queries = read_queries(a.queries, split) if a.queries else None
+    model, tok, name = _policy(a.policy, a.device, None)
+    rm = load_own_rm(a.rm, device=a.device)
+    scale, tables = 1.0, {}
+    fmt = lambda x: f"{x:.3f}"  # noqa: E731
+    if pairs:
+        res = evaluate_reward_model(rm, pairs, (model, tok), a.ws, a.k, device=a.device, policy_name=name,
+                                    step_calibration=not a.raw_w)
+        scale = res["step_scale"]
+        tables["policy_acc.csv"] = table(res).assign(step_scale=scale)
+        print(tables["policy_acc.csv"].to_string(index=False, float_format=fmt))
+    if queries:
+        print(f"generation: w / step_scale, step_scale = {scale:g}" + ("" if pairs and not a.raw_w else " (raw reward units)"))
+        rows = generate_and_score(rm, queries, (model, tok), a.ws, a.k, a.max_new_tokens, step_scale=scale,
+                                  device=a.device, name=a.rm, policy_name=name)
+        tables |= {"rouge.csv": rouge_table(rows), "generations.csv": rows}
+        print(tables["rouge.csv"].to_string(index=False, float_format=fmt))
+    for fname, df in tables.items() if a.out else ():  # written once everything has run: no partial results
+        _write_csv(df, Path(a.out) / fname)
     return 0
 
 

@@ -62,7 +62,10 @@ interface), ``heads`` (one class per method, :data:`METHODS`, :func:`load_reward
 optimisation loop that training, LoRA fine-tuning and few-shot adaptation share), ``fit`` (:func:`train`,
 :func:`check_methods`), ``zoo``
 (:func:`rm_accuracy`, :func:`adapt_unseen`, :func:`train_zoo`, :func:`train_zoos`, :func:`accuracy_table`
-and the RM index: :func:`read_rm_index`, :func:`select_rms`, :func:`load_task_rms`).
+and the RM index: :func:`read_rm_index`, :func:`select_rms`, :func:`load_task_rms`), ``seq_cls`` (a Hugging Face
+sequence-classification checkpoint as a text-path reward model, :func:`~lib.rewards.seq_cls.load_any_reward_model`).
+Saved reward models are ``config.json`` + ``model.safetensors`` (older releases wrote ``model.pt``: still read,
+with a FutureWarning, :func:`lib.rewards.base.read_weights`).
 
 Public API (``from lib import rewards``): :class:`PairFeatures`; :class:`RewardModel` (:meth:`~RewardModel.adapt`,
 :meth:`~RewardModel.adapt_users`, :meth:`~RewardModel.score`, :meth:`~RewardModel.score_prefixes`,

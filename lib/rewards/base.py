@@ -3,6 +3,7 @@ few-shot adaptation of unseen users, scoring text, its decoding path, saving. Th
 the contract is in the package docstring (lib/rewards/__init__.py)."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -232,10 +233,52 @@ class RewardModel(nn.Module):
                 "train_hparams": self.train_hparams, "metrics": self.metrics}
 
     def save(self, directory) -> Path:
-        """``config.json`` + ``model.pt`` (+ ``lora/`` for a fine-tuned backbone), written atomically."""
+        """``config.json`` + ``model.safetensors`` (:data:`WEIGHTS`; + ``lora/`` for a fine-tuned backbone),
+        written atomically. :func:`lib.rewards.load_reward_model` reads it back (and the ``model.pt`` of older
+        releases, with a FutureWarning)."""
+        from safetensors.torch import save_file
+
         with atomic_dir(directory) as tmp:
             write_json(tmp / "config.json", self.config())
-            torch.save({k: v.detach().cpu() for k, v in self.state_dict().items()}, tmp / "model.pt")
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, tmp / WEIGHTS,
+                      metadata={"format": "pt", "method": self.method})
             if self.finetuned:
                 self._featurizer.model.save_pretrained(tmp / "lora")
         return Path(directory)
+
+
+# --- the weights file ---------------------------------------------------------------------------
+WEIGHTS = "model.safetensors"  # what RewardModel.save writes
+LEGACY_WEIGHTS = "model.pt"  # what releases before safetensors wrote (a torch pickle); still read, with a warning
+_warned_legacy = False
+
+
+def weights_file(directory) -> Path | None:
+    """The weights file of a saved reward model folder (:data:`WEIGHTS`, else :data:`LEGACY_WEIGHTS`), or None."""
+    for name in (WEIGHTS, LEGACY_WEIGHTS):
+        if (Path(directory) / name).is_file():
+            return Path(directory) / name
+    return None
+
+
+def read_weights(directory) -> dict[str, torch.Tensor]:
+    """The state dict saved in ``directory`` (CPU tensors). A ``model.pt`` of an older release is read with
+    ``torch.load(weights_only=True)`` and one FutureWarning per process (a zoo has hundreds of folders):
+    re-save it with ``load_reward_model(d).save(d)``; reading it will be removed in a later release."""
+    global _warned_legacy
+    f = weights_file(directory)
+    if f is None:
+        raise FileNotFoundError(f"{directory}: no {WEIGHTS} (nor the older {LEGACY_WEIGHTS}): not a saved reward model")
+    if f.name == WEIGHTS:
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(f, device="cpu")
+        except Exception as e:  # noqa: BLE001 - safetensors' own errors do not name the file
+            raise ValueError(f"{f}: not a readable safetensors file ({type(e).__name__}: {e})") from None
+    if not _warned_legacy:
+        _warned_legacy = True
+        warnings.warn(f"{f}: reward models saved as {LEGACY_WEIGHTS} (releases before safetensors) still load, but "
+                      f"reading them will be removed; convert a folder d with load_reward_model(d).save(d), which "
+                      f"writes {WEIGHTS} (this warning is shown once per process)", FutureWarning, stacklevel=3)
+    return torch.load(f, map_location="cpu", weights_only=True)

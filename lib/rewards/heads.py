@@ -10,11 +10,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .base import RewardModel
+from .base import RewardModel, read_weights
 
 
 def load_reward_model(directory, device=None, calibrated: bool = True) -> RewardModel:
-    """Inverse of :meth:`RewardModel.save`; a fine-tuned backbone is rebuilt from the registry + LoRA.
+    """Inverse of :meth:`RewardModel.save`; a fine-tuned backbone is rebuilt from the registry + LoRA. Weights
+    are read by :func:`lib.rewards.base.read_weights` (``model.safetensors``, or an older release's ``model.pt``).
 
     ``calibrated`` sets ``rm.calibrated``: whether :meth:`RewardModel.guidance` calibrates. Models saved
     before calibration existed load with ``cal_mu = 0``, ``cal_sd = 1`` (guidance = raw reward)."""
@@ -26,7 +27,7 @@ def load_reward_model(directory, device=None, calibrated: bool = True) -> Reward
     if cfg["method"] not in METHODS:
         raise ValueError(f"{path}: unknown method {cfg['method']!r}; known: {sorted(METHODS)}")
     rm = METHODS[cfg["method"]](cfg["backbone"], cfg["feature_kind"], cfg["dim"], cfg["users"], **cfg["arch"])
-    state = torch.load(directory / "model.pt", map_location="cpu")
+    state = read_weights(directory)
     state.setdefault("cal_mu", torch.zeros(()))
     state.setdefault("cal_sd", torch.ones(()))
     rm.load_state_dict(state)
