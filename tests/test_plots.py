@@ -89,7 +89,7 @@ def _printable(fig) -> list[str]:
     texts = _texts(fig)
     assert fig.get_figwidth() in (style.SINGLE, style.DOUBLE)
     assert fig.get_suptitle(), "a caption-ready title"
-    assert not [s for s in texts if "nan" in s.lower().replace("personalllm", "")], texts
+    assert not [s for s in texts if "nan" in s.lower()], texts
     small = [(t.get_text(), t.get_fontsize()) for t in fig.findobj(Text) if t.get_visible() and t.get_text()
              and t.get_fontsize() < 6.5]
     assert not small, small
