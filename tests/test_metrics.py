@@ -10,7 +10,7 @@ from scipy import stats
 matplotlib.use("Agg")
 
 from lib.evaluation import metrics
-from lib.report import plots
+from lib.report import plots, tau_plots
 
 
 # --- ROUGE ------------------------------------------------------------------------------
@@ -170,35 +170,40 @@ def test_project_plots_render():
     summary = results.summarize(pd.DataFrame(rows), n_boot=10)
     best = results.best_systems(summary)
     assert plots.setting_label(best.iloc[1]) == "ICL k=4"
-    # best systems: one panel (one policy), per system a bar per task at its ROUGE-1, with its CI whisker
+    # best systems: one panel (one policy), per system a point per task at its ROUGE-1, with its CI whisker
     fig = plots.plot_best_systems(best)
     (ax,) = fig.axes
-    assert [[b.get_height() for b in c] for c in ax.containers] == [[0.2, 0.2], [0.4, 0.4], [0.25, 0.25]]
-    assert sorted(tuple(ys) for _, ys in drawn(ax) if not np.isnan(ys).any()) == \
-        [(0.2, 0.2)] * 2 + [(0.25, 0.25)] * 2 + [(0.4, 0.4)] * 2  # one query per setting: lo = hi
-    assert ax.get_title() == "policy smollm2-135m: base vs best ICL vs best RGD" and ax.get_ylabel() == "ROUGE-1"
+    points = {ln.get_marker(): [float(v) for v in ln.get_ydata()] for ln in ax.lines
+              if len(ln.get_xdata()) and ln.get_marker() in ("o", "s", "^")}  # not the whiskers' caps
+    assert points == {"o": [0.2, 0.2], "s": [0.4, 0.4], "^": [0.25, 0.25]}  # base, ICL k = 4, RGD a at w = 0.1
+    whiskers = [s for c in ax.containers for s in c.lines[2][0].get_segments()]
+    assert len(whiskers) == 6 and all(seg[0][1] == seg[1][1] for seg in whiskers)  # one query: lo = hi
+    assert ax.get_title() == "policy smollm2-135m" and ax.get_ylabel() == "ROUGE-1 (test queries)"
     plt.close(fig)
-    # sweeps: a panel per task, a line per reward model (ICL: per policy) over the swept values, dashed base
+    # ICL sweep: a panel per task, a line per policy from k = 0 (the base policy) over the swept k
     fig = plots.plot_sweep(summary, "icl")
-    assert [ax.get_title() for ax in fig.axes] == ["LaMP-4", "LaMP-7"] and fig.axes[0].get_xlabel() == "k (examples)"
-    assert drawn(fig.axes[0]) == [([1.0, 4.0], [0.3, 0.4]), ([0, 1], [0.2, 0.2])]  # ICL k = 1, 4; base 0.2
-    assert fig._suptitle.get_text() == "ICL sweep (dashed: base policy)"
+    assert [ax.get_title() for ax in fig.axes] == ["LaMP-4", "LaMP-7"] and fig.axes[0].get_xlabel() == "in-context examples k"
+    (line,) = [ln for ln in fig.axes[0].lines if ln.get_linestyle() != "None"]
+    assert list(line.get_xdata()) == [0, 1, 2] and list(line.get_ydata()) == [0.2, 0.3, 0.4]  # base, k = 1, k = 4
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0\n(base)", "1", "4"]
+    assert fig.axes[0].get_ylabel() == "ROUGE-1 (all queries)"  # no halves in this summary
     plt.close(fig)
-    fig = plots.plot_sweep(summary, "rgd")
-    assert drawn(fig.axes[1]) == [([0.1, 1.0], [0.25, 0.1]), ([0.1], [0.2]), ([0, 1], [0.2, 0.2])]  # rm a, rm b, base
-    assert fig.axes[1].get_xlabel() == "w (reward weight)"
-    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["rm", "a", "b", "model", "smollm2-135m"]
-    plt.close(fig)
-    # size: one point per system at the policy's 135M parameters, log x axis
+    with pytest.raises(ValueError, match="only ICL"):  # RGD decodes at its one deployed w: nothing to sweep
+        plots.plot_sweep(summary, "rgd")
+    # size: one point per system at the policy's 135M parameters (dodged on the log axis), never a line
     fig = plots.plot_size(best)
-    assert drawn(fig.axes[0]) == [([135.0], [0.2]), ([135.0], [0.4]), ([135.0], [0.25])]
+    pts = [(xs, ys) for ln, (xs, ys) in zip([ln for ln in fig.axes[0].lines if len(ln.get_xdata())], drawn(fig.axes[0]))
+           if ln.get_marker() != "_"]  # not the whiskers' caps
+    assert [ys for _, ys in pts] == [[0.2], [0.4], [0.25]]
+    assert [xs[0] for xs, _ in pts] == pytest.approx([135 * 0.93, 135.0, 135 * 1.07])
+    assert not [ln for ln in fig.axes[0].lines if ln.get_linestyle() == "-" and len(ln.get_xdata()) > 1]
     assert fig.axes[0].get_xscale() == "log" and fig.axes[0].get_xlabel() == "policy parameters"
     plt.close(fig)
     df = pd.DataFrame({"task": ["A"] * 4, "method": ["x", "y", "x", "y"], "rm_acc": [0.5, 0.6, 0.7, 0.8],
                        "policy_acc": [0.4, 0.6, 0.5, 0.7]})
     taus = metrics.tau_table(df, "rm_acc", "policy_acc", n_boot=10)
     fig = plots.plot_tau_scatter(df, "rm_acc", "policy_acc", taus=taus)
-    assert "tau=0.67" in fig.axes[0].get_title()
+    assert fig.axes[0].texts[0].get_text().startswith("τ = 0.67")
     plt.close(fig)
 
 
@@ -230,37 +235,37 @@ def test_plot_tau_vs_w_draws_one_point_per_fixed_w_cell():
                          "ci_lo": [0.0, 0.1, 0.8, -0.2, np.nan], "ci_hi": [0.2, 0.3, 1.0, 0.0, np.nan]})
     fig = plots.plot_tau_vs_w(taus)
     ax = fig.axes[0]
-    drawn = {c.get_label(): list(c.lines[0].get_ydata()) for c in ax.containers}  # one errorbar series per task
-    assert drawn["a"] == [0.1, 0.2]  # the "selected" row (0.9) is not a fixed w: not drawn
-    assert drawn["b"][0] == -0.1 and np.isnan(drawn["b"][1])
+    lines = {ln.get_label(): list(ln.get_ydata()) for ln in ax.lines if ln.get_label() in ("a", "b")}
+    assert lines["a"] == [0.1, 0.2]  # the "selected" row (0.9) is not a fixed w: not drawn
+    assert lines["b"][0] == -0.1 and np.isnan(lines["b"][1])
+    (gap,) = [ln for ln in ax.lines if ln.get_marker() == "x" and len(ln.get_xdata())]  # b at w = 1: no tau
+    assert list(gap.get_ydata()) == [tau_plots.NO_TAU_Y]
     assert ax.get_xscale() == "log"
 
 
-def test_plot_accuracy_draws_a_bar_and_ci_per_method_and_backbone():
+def test_plot_accuracy_draws_a_dot_and_ci_per_method_dataset_and_backbone():
     import matplotlib.pyplot as plt
-    from matplotlib.container import BarContainer
 
-    rows = [{"task": t, "method": m, "backbone": b, "prefix_train": False,
+    rows = [{"task": t, "method": m, "backbone": b, "prefix_train": False, "seeds": 2, "degenerate": 0,
              "rm_acc_seen": acc, "ci_lo_seen": acc - 0.1, "ci_hi_seen": acc + 0.05,
              "rm_acc_unseen": acc - 0.2, "ci_lo_unseen": acc - 0.3, "ci_hi_unseen": acc - 0.1}
             for t, base in (("A", 0.6), ("B", 0.7)) for i, m in enumerate(("bt", "lore"))
             for j, b in enumerate(("x", "y")) for acc in [base + 0.1 * i + 0.01 * j]]
     rows.append(dict(rows[0], prefix_train=True, rm_acc_seen=0.99))  # another table: not drawn
     fig = plots.plot_accuracy(pd.DataFrame(rows))
-    assert len(fig.axes) == 4  # rows: seen, unseen users; columns: tasks A, B
-    titles = [ax.get_title() for ax in fig.axes]
-    assert titles == ["A - seen users", "B - seen users", "A - unseen users", "B - unseen users"]
-    assert [ax.get_ylabel() for ax in fig.axes] == ["RM accuracy", "", "RM accuracy", ""]
-    ax = fig.axes[0]  # task A, seen users: backbone x then y, each a bar per method (bt at 0, lore at 1)
-    containers = [c for c in ax.containers if isinstance(c, BarContainer)]
-    bars = [[(b.get_x() + b.get_width() / 2, b.get_height()) for b in c] for c in containers]
-    assert np.allclose(bars, [[(-0.2, 0.6), (0.8, 0.7)], [(0.2, 0.61), (1.2, 0.71)]])
-    # whiskers from ci_lo = acc - 0.1 to ci_hi = acc + 0.05 at every bar centre
-    segs = [s for c in containers for s in c.errorbar.lines[2][0].get_segments()]
-    assert np.allclose(segs, [[[-0.2, 0.5], [-0.2, 0.65]], [[0.8, 0.6], [0.8, 0.75]],
-                              [[0.2, 0.51], [0.2, 0.66]], [[1.2, 0.61], [1.2, 0.76]]])
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["bt", "lore"]
-    assert [tuple(ln.get_ydata()) for ln in ax.lines if tuple(ln.get_ydata()) == (0.5, 0.5)]  # chance line
+    assert len(fig.axes) == 4  # rows: seen, unseen users; columns: backbones x, y
+    assert [ax.get_title() for ax in fig.axes] == ["x", "y", "", ""]
+    assert [ax.get_ylabel() for ax in fig.axes] == ["seen\nusers", "", "unseen\nusers", ""]
+    ax = fig.axes[0]  # backbone x, seen users: datasets A, B down the panel, bt above lore within each
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["A", "B"]
+    dots = {ln.get_marker(): (list(ln.get_xdata()), list(ln.get_ydata())) for ln in ax.lines
+            if len(ln.get_xdata()) and ln.get_linestyle() == "None"}
+    assert np.allclose(dots["o"], [[0.6, 0.7], [-0.2, 0.8]]) and np.allclose(dots["s"], [[0.7, 0.8], [0.2, 1.2]])
+    # whiskers from ci_lo = acc - 0.1 to ci_hi = acc + 0.05 at every dot
+    segs = [s for c in ax.containers for s in c.lines[2][0].get_segments()]
+    assert np.allclose(segs, [[[0.5, -0.2], [0.65, -0.2]], [[0.6, 0.8], [0.75, 0.8]],
+                              [[0.6, 0.2], [0.75, 0.2]], [[0.7, 1.2], [0.85, 1.2]]])
+    assert [tuple(ln.get_xdata()) for ln in ax.lines if tuple(ln.get_xdata()) == (0.5, 0.5)]  # chance line
     (legend,) = fig.legends
-    assert legend.get_title().get_text() == "backbone" and [t.get_text() for t in legend.get_texts()] == ["x", "y"]
+    assert legend.get_title().get_text() == "RM method" and [t.get_text() for t in legend.get_texts()] == ["bt", "lore"]
     plt.close(fig)

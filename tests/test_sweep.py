@@ -121,8 +121,10 @@ def test_plot_rgd_sweep_names_and_panels():
         task="LaMP-5", user="u7", calibrated=True)
     fig, name = plots.plot_rgd_sweep(dec)
     assert name == "rgd_w_sweep_calibrated_LaMP-5"
-    assert [ax.get_title() for ax in fig.axes] == ["pol-b: calibrated rewards", "pol-a: calibrated rewards"]
-    assert fig.axes[0].get_xscale() == "log" and "user u7" in fig._suptitle.get_text()
+    assert [ax.get_title() for ax in fig.axes] == ["bt", "pal"]  # a panel per method, a line per policy
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["pol-b", "pol-a", "greedy (w = 0), same colour"]
+    assert fig.axes[0].get_xscale() == "log" and "user u7" in fig.get_suptitle().replace("\n", " ")
+    assert "calibrated rewards" in fig.get_suptitle()
     plt.close(fig)
 
 

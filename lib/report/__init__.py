@@ -1,6 +1,8 @@
 """Stage 6 (notebook 06): what a reader sees. Tables of the generations and of what predicts them
-(``results``), every figure (``plots``), the summary.md text the README's Results section is built from
-(``markdown``) and the sanity checks of a finished run (``sanity``)."""
+(``results``), every figure (``plots``: the data and the reward models, and the writers; ``tau_plots``: tau
+cells; ``gen_plots``: generation quality; ``curves``: curves over w; ``style``: the print sizes, labels and tau
+captions they share), the summary.md text the README's Results section is built from (``markdown``) and the
+sanity checks of a finished run (``sanity``)."""
 
 
 def __getattr__(name: str):

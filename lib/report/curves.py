@@ -8,14 +8,31 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from .style import DOUBLE, SINGLE, label, legend_below, row_title, suptitle, w_ticks
+from .tau_plots import MARKERS
+
 W_LABEL = "reward weight w (step-calibrated)"
 
 
-def _grid(df: pd.DataFrame, col: str, row: str, height: float = 1.9):
+def _grid(df: pd.DataFrame, col: str, row: str, height: float = 1.25):
     cols, rows = sorted(df[col].unique()), sorted(df[row].unique())
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(1.0 + 2.0 * len(cols), 0.6 + height * len(rows)),
-                             sharex=True, sharey=True, squeeze=False)
+    width = SINGLE if len(cols) <= 2 else DOUBLE
+    height = height if width == DOUBLE else 1.6  # a single column's panels are wider: keep them readable
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(width, 1.4 + height * len(rows)), sharex=True,
+                             sharey=True, squeeze=False, layout="constrained")
     return fig, axes, cols, rows
+
+
+def _frame(ax, i: int, j: int, rows, cols, r, c, ylabel: str) -> None:
+    """Column titles on the top row, the row's name in the left column's y label, x labels on the bottom row."""
+    if i == 0:
+        ax.set_title(str(c))
+    if j == 0:
+        ax.set_ylabel(ylabel)
+    if j == len(cols) - 1:
+        row_title(ax, r)
+    if i == len(rows) - 1:
+        ax.set_xlabel("w")
 
 
 def plot_policy_accuracy_vs_w(pa: pd.DataFrame, user_group: str = "seen"):
@@ -33,22 +50,18 @@ def plot_policy_accuracy_vs_w(pa: pd.DataFrame, user_group: str = "seen"):
         for j, c in enumerate(cols):
             ax, g = axes[i, j], d[(d.definition == r) & (d.task == c)]
             for m, gm in g.groupby("method", sort=True):
-                ax.plot(gm.w, gm.policy_acc, marker="o", ms=3, lw=1.2, color=pal[m], label=m)
+                ax.plot(gm.w, gm.policy_acc, marker=MARKERS[methods.index(m) % len(MARKERS)], ms=2.5, lw=1.0,
+                        color=pal[m], label=m)
             if len(g):
                 ax.axhline(g.base_acc.iloc[0], color="0.4", ls="--", lw=0.9, label="base policy (w = 0)")
             ax.set_xscale("symlog", linthresh=0.125)
+            w_ticks(ax, d.w.unique(), log=False)
             ax.set_ylim(-0.02, 1.02)
-            ax.set_title(f"{c} · {r}", fontsize=8)
-            if j == 0:
-                ax.set_ylabel("policy accuracy")
-            if i == len(rows) - 1:
-                ax.set_xlabel(W_LABEL, fontsize=8)
+            _frame(ax, i, j, rows, cols, r, c, label("policy_acc"))
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    by = dict(zip(labels, handles))
-    fig.legend(by.values(), by.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
-    fig.suptitle(f"Policy accuracy against w ({user_group} users, test half; mean over each method's reward models)",
-                 fontsize=9)
-    fig.tight_layout()
+    legend_below(fig, handles, labels, ncol=min(len(labels), 7 if len(cols) > 2 else 3), title=label("method"))
+    suptitle(fig, f"Policy accuracy against the {W_LABEL[:-1]}, symmetric log scale)\n({user_group} users, "
+                 "test half; mean over each method's reward models; dashed: the base policy)")
     return fig
 
 
@@ -66,19 +79,16 @@ def plot_kl_vs_w(kl: pd.DataFrame):
         for j, c in enumerate(cols):
             ax, g = axes[i, j], d[(d.policy == r) & (d.task == c)]
             for (m, _rm), gm in g.groupby(["method", "rm"], sort=True):
-                ax.plot(gm.w, gm.kl, lw=0.9, alpha=0.75, color=pal[m], label=m)
+                ax.plot(gm.w, gm.kl, lw=0.9, alpha=0.75, color=pal[m], label=m,
+                        ls=("-", "--", ":", "-.")[methods.index(m) % 4])  # dash too: legible in grey
             ax.set_xscale("log")
             ax.set_yscale("log")
-            ax.set_title(f"{c} · {r}", fontsize=8)
-            if j == 0:
-                ax.set_ylabel("KL(RGD ‖ base), nats/token", fontsize=8)
-            if i == len(rows) - 1:
-                ax.set_xlabel(W_LABEL, fontsize=8)
+            w_ticks(ax, d.w.unique(), log=True)
+            _frame(ax, i, j, rows, cols, r, c, "KL, nats/token")
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    by = dict(zip(labels, handles))
-    fig.legend(by.values(), by.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
-    fig.suptitle("Measured steering strength against w (val half; one line per reward model)", fontsize=9)
-    fig.tight_layout()
+    legend_below(fig, handles, labels, ncol=min(len(labels), 6 if len(cols) > 2 else 3), title=label("method"))
+    suptitle(fig, f"Measured steering strength KL(RGD ‖ base) against the {W_LABEL[:-1]}, log scale)\n"
+                 "(val half; one line per reward model)")
     return fig
 
 

@@ -1,9 +1,13 @@
-"""One figure style and atomic figure/table writers shared by every notebook.
+"""Every figure of the project, and atomic figure/table writers shared by every notebook.
 
-* :func:`set_theme` - the single seaborn theme of the project (call once per notebook).
+* :func:`set_theme` - the single theme of the project (call once per notebook; :mod:`lib.report.style` holds the
+  print sizes, human labels and the caption of a tau cell every figure shares).
 * :func:`save_figure` - PNG (dpi 150) + PDF, each written atomically.
 * :func:`save_table` - CSV + Markdown + LaTeX, each written atomically. The Markdown writer is
   a few lines here so the project does not depend on ``tabulate``.
+* the figures of the data and the reward models here (:func:`plot_preflamp_overview`, :func:`plot_accuracy`,
+  :func:`plot_rgd_sweep`); of tau cells in :mod:`lib.report.tau_plots` and of generations in
+  :mod:`lib.report.gen_plots`, both importable from here as before.
 """
 from __future__ import annotations
 
@@ -14,25 +18,25 @@ import numpy as np
 import pandas as pd
 
 from ..core.io import atomic_path, write_text
+from ..core.stats import bootstrap_ci
+from .gen_plots import plot_best_systems, plot_size, plot_sweep  # noqa: F401  (notebooks call plots.<figure>)
+from .style import (  # noqa: F401
+    DOUBLE,
+    MUTED,
+    NO_NUMBER,
+    SINGLE,
+    interval_err,
+    label,
+    legend_below,
+    limits,
+    panels,
+    set_theme,
+    setting_label,
+    suptitle,
+)
+from .tau_plots import MARKERS, plot_tau_points, plot_tau_scatter, plot_tau_vs_w  # noqa: F401
 
 DPI = 150
-
-
-def interval_err(y, lo, hi) -> np.ndarray:
-    """matplotlib's asymmetric ``yerr`` ([2, n]) of intervals ``[lo, hi]`` around estimates ``y``. A bound that
-    equals its estimate up to rounding (a percentile bootstrap bound can sit a last bit past it) gives a bar of
-    length 0, never a negative one, which matplotlib refuses; NaN bounds stay NaN (no bar)."""
-    return np.clip(np.stack([np.asarray(y, float) - lo, np.asarray(hi, float) - y]), 0, None)
-
-
-def set_theme(context: str = "paper", font_scale: float = 1.1) -> None:
-    """The project's one seaborn theme (white grid, colour-blind palette, deterministic fonts)."""
-    import matplotlib
-    import seaborn as sns
-
-    sns.set_theme(context=context, style="whitegrid", palette="colorblind", font_scale=font_scale)
-    matplotlib.rcParams.update({"figure.dpi": 100, "savefig.bbox": "tight", "pdf.fonttype": 42,
-                                "svg.hashsalt": "prc", "axes.titleweight": "bold"})
 
 
 def _check_name(name: str) -> str:
@@ -91,178 +95,7 @@ def save_table(df: pd.DataFrame, name: str, fig_dir, floatfmt: str = ".3f") -> l
     return [csv, md, tex]
 
 
-# --- the project's figures (notebooks 04-06 call these; 06 saves them) ------------------------------
-def setting_label(row) -> str:
-    """Readable name of a system setting: "base", "ICL k=4", "RGD <rm> w=1"."""
-    if row["system"] == "base":
-        return "base"
-    if row["system"] == "icl":
-        return f"ICL k={int(row['param'])}"
-    return f"RGD {row['rm']} w={row['param']:g}"
-
-
-def plot_best_systems(best: pd.DataFrame, metric: str = "rouge1"):
-    """Bars of base / best ICL / best RGD per task (and policy), with bootstrap CI whiskers if present."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    d = best.copy()
-    d["setting"] = [setting_label(r) for _, r in d.iterrows()]
-    tasks = sorted(d.task.unique())
-    models_ = sorted(d.model.unique())
-    fig, axes = plt.subplots(len(models_), 1, figsize=(2.2 + 2.2 * len(tasks), 3.2 * len(models_)), squeeze=False)
-    for ax, m in zip(axes[:, 0], models_):
-        s = d[d.model == m]
-        sns.barplot(data=s, x="task", y=metric, hue="system", hue_order=["base", "icl", "rgd"], order=tasks, ax=ax)
-        if f"{metric}_lo" in s:
-            for bar_group, system in zip(ax.containers, ["base", "icl", "rgd"]):
-                for bar, task in zip(bar_group, tasks):
-                    r = s[(s.system == system) & (s.task == task)]
-                    if len(r):
-                        x = bar.get_x() + bar.get_width() / 2
-                        ax.plot([x, x], [r[f"{metric}_lo"].iloc[0], r[f"{metric}_hi"].iloc[0]], color="k", lw=1)
-        ax.set_title(f"policy {m}: base vs best ICL vs best RGD")
-        ax.set_ylabel(metric.upper().replace("ROUGE", "ROUGE-"))
-    fig.tight_layout()
-    return fig
-
-
-def plot_sweep(summary: pd.DataFrame, system: str, metric: str = "rouge1"):
-    """ROUGE against the sweep parameter (ICL k or RGD w), one line per reward model, one panel per task."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    d = summary[summary.system == system].copy()
-    d["param"] = d["param"].astype(float)
-    hue = "rm" if system == "rgd" else "model"
-    tasks = sorted(d.task.unique())
-    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.2), squeeze=False, sharey=True)
-    for ax, t in zip(axes[0], tasks):
-        sns.lineplot(data=d[d.task == t], x="param", y=metric, hue=hue, style="model", marker="o", ax=ax,
-                     legend=ax is axes[0, -1])
-        base = summary[(summary.system == "base") & (summary.task == t)]
-        for _, b in base.iterrows():
-            ax.axhline(b[metric], ls="--", color="grey", lw=1)
-        ax.set_title(t)
-        ax.set_xlabel("k (examples)" if system == "icl" else "w (reward weight)")
-    if axes[0, -1].get_legend():
-        sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1, 1), fontsize="small")
-    fig.suptitle(f"{system.upper()} sweep (dashed: base policy)")
-    fig.tight_layout()
-    return fig
-
-
-def plot_tau_scatter(df: pd.DataFrame, x: str, y: str, taus: pd.DataFrame | None = None, hue: str = "method",
-                     col: str = "task", row: str | None = "policy"):
-    """Scatter of one metric against another across reward models: a panel per ``col`` (and per ``row``
-    when that column exists), its tau and CI in the title."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    cols = sorted(df[col].unique())
-    rows = sorted(df[row].unique()) if row and row in df else [None]
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(3.6 * len(cols), 3.2 * len(rows)), squeeze=False)
-    hue_order = sorted(df[hue].unique())
-    for i, rv in enumerate(rows):
-        for j, c in enumerate(cols):
-            ax = axes[i, j]
-            d = df[(df[col] == c) & ((df[row] == rv) if rv is not None else True)]
-            sns.scatterplot(data=d, x=x, y=y, hue=hue, hue_order=hue_order, ax=ax, legend=(i, j) == (0, len(cols) - 1))
-            title = str(c) if rv is None else f"{c} | {rv}"
-            if taus is not None:
-                t = taus[(taus[col] == c) & ((taus[row] == rv) if rv is not None and row in taus else True)]
-                if len(t):
-                    r = t.iloc[0]
-                    title += f"\ntau={r.tau:.2f} [{r.ci_lo:.2f}, {r.ci_hi:.2f}], n={int(r.n)}"
-            ax.set_title(title, fontsize="small")
-    if axes[0, -1].get_legend():
-        sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1, 1), fontsize="small")
-    fig.tight_layout()
-    return fig
-
-
-def plot_size(best: pd.DataFrame, metric: str = "rouge1"):
-    """ROUGE against policy size (parameters, log scale) for base, best ICL and best RGD, per task."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    tasks = sorted(best.task.unique())
-    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.2), squeeze=False, sharey=True)
-    for ax, t in zip(axes[0], tasks):
-        sns.lineplot(data=best[best.task == t], x="params_m", y=metric, hue="system", hue_order=["base", "icl", "rgd"],
-                     marker="o", ax=ax, legend=ax is axes[0, -1])
-        ax.set_xscale("log")
-        sizes = sorted(best.params_m.dropna().unique())
-        ax.set_xticks(sizes, [f"{s:g}M" for s in sizes])  # only the sizes run: no crowded log-scale labels
-        ax.minorticks_off()
-        ax.set_xlabel("policy parameters")
-        ax.set_title(t)
-    fig.tight_layout()
-    return fig
-
-
-def plot_tau_points(taus: pd.DataFrame, x: str = "task", hue: str = "metric", col: str = "policy",
-                    title: str = "Kendall tau-b with 95% CI"):
-    """tau point estimates with CI whiskers, one panel per ``col``, dodged by ``hue`` (0 dashed)."""
-    import matplotlib.pyplot as plt
-
-    cols = sorted(taus[col].unique())
-    xs, hues = list(dict.fromkeys(sorted(taus[x].unique()))), list(dict.fromkeys(taus[hue]))
-    fig, axes = plt.subplots(1, len(cols), figsize=(1.2 + 1.3 * len(xs) * len(cols), 3.4), squeeze=False, sharey=True)
-    width = 0.8 / max(len(hues), 1)
-    for ax, c in zip(axes[0], cols):
-        for h_i, h in enumerate(hues):
-            d = taus[(taus[col] == c) & (taus[hue] == h)].set_index(x).reindex(xs)
-            pos = np.arange(len(xs)) + (h_i - (len(hues) - 1) / 2) * width
-            y = d.tau.to_numpy(float)
-            err = interval_err(y, d.ci_lo.to_numpy(float), d.ci_hi.to_numpy(float))
-            ax.errorbar(pos, y, yerr=np.nan_to_num(err), fmt="o", capsize=2, label=h)
-        ax.axhline(0, color="grey", lw=0.8, ls="--")
-        ax.set_xticks(np.arange(len(xs)), xs, rotation=30, ha="right")
-        ax.set_ylim(-1.05, 1.05)
-        ax.set_title(str(c))
-        ax.set_ylabel("Kendall tau-b")
-    axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1, 1), fontsize="small", title=hue)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def plot_tau_vs_w(taus: pd.DataFrame, hue: str = "task", col: str = "policy", row: str = "definition"):
-    """Kendall tau (RM vs policy accuracy) at each fixed w, one line per ``hue`` with its 95% CI as whiskers,
-    log-scaled w: how much the agreement depends on the reward weight (rows with w = "selected" are ignored)."""
-    import matplotlib.pyplot as plt
-
-    t = taus[pd.to_numeric(taus.w, errors="coerce").notna()].copy()
-    t["w"] = t.w.astype(float)
-    cols, rows = sorted(t[col].unique()), sorted(t[row].unique())
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(4.2 * len(cols), 3.0 * len(rows)), squeeze=False,
-                             sharex=True, sharey=True)
-    hues = sorted(t[hue].unique())
-    for i, rv in enumerate(rows):
-        for j, cv in enumerate(cols):
-            ax = axes[i, j]
-            for h_i, h in enumerate(hues):
-                d = t[(t[row] == rv) & (t[col] == cv) & (t[hue] == h)].sort_values("w")
-                x = d.w.to_numpy() * (1 + 0.04 * (h_i - (len(hues) - 1) / 2))  # small dodge on the log axis
-                y = d.tau.to_numpy(float)
-                err = interval_err(y, d.ci_lo.to_numpy(float), d.ci_hi.to_numpy(float))
-                ax.errorbar(x, y, yerr=np.nan_to_num(err), marker="o", ms=3, capsize=2, lw=1, label=h)
-            ax.axhline(0, color="grey", lw=0.8, ls="--")
-            ax.set_xscale("log")
-            ax.set_xticks(sorted(t.w.unique()), [f"{w:g}" for w in sorted(t.w.unique())])
-            ax.xaxis.set_minor_locator(plt.NullLocator())
-            ax.set_ylim(-1.05, 1.05)
-            ax.set_title(f"{cv} | {rv}", fontsize="small")
-            if i == len(rows) - 1:
-                ax.set_xlabel("w (calibrated, log scale)")
-            if j == 0:
-                ax.set_ylabel("tau(RM acc, policy acc)")
-    axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1, 1), fontsize="small", title=hue)
-    fig.tight_layout()
-    return fig
-
-
+# --- the figures of the data (01), the reward models (02) and the raw-w sweep (03) --------------------------
 def pair_lengths(pairs: pd.DataFrame) -> pd.DataFrame:
     """Words of the chosen and the rejected output of each Pref-LaMP pair, long format: task, user, side, words."""
     words = pairs.assign(chosen_words=pairs.chosen.str.split().str.len(),
@@ -275,70 +108,124 @@ def pair_lengths(pairs: pd.DataFrame) -> pd.DataFrame:
 
 def plot_preflamp_overview(pairs: pd.DataFrame):
     """Pref-LaMP at a glance (``pairs``: the records of :func:`lib.data.preflamp.load_pairs`): pairs per task by user
-    group and split (left), words of the chosen against the rejected output (right)."""
-    import matplotlib.pyplot as plt
+    group and split (left), words of the chosen against the rejected output (right); legends below the bars."""
     import seaborn as sns
 
     lengths = pair_lengths(pairs)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    groups = pairs.assign(**{"users / split": pairs.user_group + " users, " + pairs.split})
-    sns.countplot(groups.sort_values("users / split"), x="task", hue="users / split", ax=axes[0])
-    axes[0].set_title("Pref-LaMP pairs")
-    sns.boxplot(lengths, x="task", y="words", hue="side", ax=axes[1])
-    axes[1].set_title("output length (words)")
-    fig.tight_layout()
+    fig, axes = panels(2, 2, DOUBLE, 2.3)
+    groups = pairs.assign(group=pairs.user_group + " users, " + pairs.split)
+    order = sorted(groups.group.unique(), key=lambda g: (not g.startswith("seen"), not g.endswith("train"), g))
+    sns.countplot(groups, x="task", hue="group", hue_order=order, order=sorted(pairs.task.unique()), ax=axes[0])
+    axes[0].set_title("Pairs per task, user group and split")
+    axes[0].set_ylabel("preference pairs")
+    sns.boxplot(lengths, x="task", y="words", hue="side", order=sorted(pairs.task.unique()), ax=axes[1],
+                fliersize=2, linewidth=0.7)
+    axes[1].set_title("Output length: chosen vs rejected")
+    axes[1].set_ylabel(label("words"))
+    for ax, ncol in zip(axes, (2, 2)):
+        ax.set_xlabel(label("task"))
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=ncol, frameon=False, title=None)
+    suptitle(fig, "Pref-LaMP at a glance")
     return fig
 
 
-def plot_rgd_sweep(dec: pd.DataFrame):
-    """Notebook 03's raw-``w`` sweep (``dec``: rgd/decodes.csv, :func:`lib.core.schema.read_decodes`): ROUGE-1 against
-    ``w`` (log scale) per method, one panel per policy, dashed: greedy (``w = 0``). Returns ``(fig, name)``,
-    name ``rgd_w_sweep_<raw|calibrated>_<task>``."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    policies, task, user = list(pd.unique(dec.policy)), dec.task.iloc[0], dec.user.iloc[0]
-    scale = "calibrated" if bool(dec.calibrated.iloc[0]) else "raw"
-    fig, axes = plt.subplots(1, len(policies), figsize=(4.6 * len(policies), 3.4), squeeze=False, sharey=True)
-    for ax, policy in zip(axes[0], policies):
-        d = dec[(dec.policy == policy) & (dec.w > 0)].groupby(["method", "w"]).rouge1.mean().reset_index()
-        sns.lineplot(d, x="w", y="rouge1", hue="method", marker="o", ax=ax, legend=ax is axes[0, -1])
-        ax.axhline(dec[(dec.policy == policy) & (dec.w == 0)].rouge1.mean(), color="grey", ls="--", lw=1)
-        ax.set_xscale("log")
-        ax.set_title(f"{policy}: {scale} rewards")
-        ax.set_xlabel("w (log scale)")
-    if axes[0, -1].get_legend():
-        sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1, 1), fontsize="small")
-    fig.suptitle(f"RGD ROUGE-1 vs reward weight, {task}, user {user} (dashed: greedy)")
-    fig.tight_layout()
-    return fig, f"rgd_w_sweep_{scale}_{task}"
-
-
-def plot_accuracy(table, prefix_train: bool = False):
-    """Notebook 02's bar plot of RM accuracy (:func:`lib.rewards.accuracy_table`): one panel per task (columns)
-    and user group (rows: seen, unseen), one bar per method and backbone with its 95% CI, dashed: chance."""
-    import matplotlib.pyplot as plt
+def plot_accuracy(table: pd.DataFrame, prefix_train: bool = False):
+    """Notebook 02's RM accuracy (:func:`lib.rewards.accuracy_table`) as a method x dataset dot plot: one panel per
+    backbone (columns) and user group (rows: seen, unseen), datasets down the panel, one dot per method (colour
+    and shape) with its 95% bootstrap CI over pairs; dotted: chance. A cell where every seed was flagged has no
+    estimate (grey "x" at the left); an open dot: some seeds were flagged and left out of the mean."""
+    from matplotlib.lines import Line2D
 
     t = table[table.prefix_train == prefix_train]
-    tasks, methods, backbones = list(dict.fromkeys(t.task)), list(dict.fromkeys(t.method)), list(dict.fromkeys(t.backbone))
-    fig, axes = plt.subplots(2, len(tasks), figsize=(4.2 * len(tasks), 6), squeeze=False, sharey=True)
-    width = 0.8 / max(len(backbones), 1)
-    for j, task in enumerate(tasks):
-        for i, group in enumerate(("seen", "unseen")):
-            ax = axes[i, j]
-            for b, bb in enumerate(backbones):
-                s = t[(t.task == task) & (t.backbone == bb)].set_index("method").reindex(methods)
-                y = s[f"rm_acc_{group}"].to_numpy(float)
-                err = interval_err(y, s[f"ci_lo_{group}"].to_numpy(float), s[f"ci_hi_{group}"].to_numpy(float))
-                ax.bar(np.arange(len(methods)) + (b - (len(backbones) - 1) / 2) * width, y, width, yerr=err,
-                       capsize=2, label=bb)
-            ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-            ax.set_xticks(np.arange(len(methods)), methods, rotation=35, ha="right")
-            ax.set_ylim(0, 1.05)
-            ax.set_title(f"{task} - {group} users")
+    if t.empty:
+        raise ValueError(f"plot_accuracy: no rows with prefix_train={prefix_train}")
+    tasks, methods, backbones = sorted(t.task.unique()), list(dict.fromkeys(t.method)), list(dict.fromkeys(t.backbone))
+    width = SINGLE if len(backbones) <= 2 and len(tasks) <= 2 else DOUBLE
+    fig, axes = panels(2 * len(backbones), len(backbones), width,
+                       max(0.35 + 0.055 * len(tasks) * len(methods), 0.95), sharex=True, sharey=True)
+    import seaborn as sns
+
+    pal = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
+    off = dict(zip(methods, (np.arange(len(methods)) - (len(methods) - 1) / 2) * 0.8 / len(methods)))
+    flags = False
+    for i, group in enumerate(("seen", "unseen")):
+        for j, bb in enumerate(backbones):
+            ax = axes[i * len(backbones) + j]
+            for k, m in enumerate(methods):
+                s = t[(t.backbone == bb) & (t.method == m)].set_index("task").reindex(tasks)
+                x, y = s[f"rm_acc_{group}"].to_numpy(float), np.arange(len(tasks)) + off[m]
+                err = interval_err(x, s[f"ci_lo_{group}"].to_numpy(float), s[f"ci_hi_{group}"].to_numpy(float))
+                some = (s.degenerate.fillna(0).to_numpy(float) > 0) & ~np.isnan(x)
+                ax.errorbar(x, y, xerr=err, fmt="none", ecolor=pal[m], elinewidth=0.7)
+                mk = MARKERS[k % len(MARKERS)]
+                ax.plot(x[~some], y[~some], mk, color=pal[m], ms=3.5, ls="")
+                ax.plot(x[some], y[some], mk, color=pal[m], ms=3.5, mfc="white", ls="")
+                ax.plot(np.full(np.isnan(x).sum(), 0.03), y[np.isnan(x)], NO_NUMBER, color=MUTED, ms=3.5)
+                flags |= bool(some.any() or np.isnan(x).any())
+            ax.axvline(0.5, color=MUTED, lw=0.7, ls=":")
+            for b in np.arange(len(tasks) - 1) + 0.5:
+                ax.axhline(b, color="0.85", lw=0.6)
+            ax.grid(axis="y", visible=False)
+            if i == 0:
+                ax.set_title(bb)
             if j == 0:
-                ax.set_ylabel("RM accuracy")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.tight_layout()
-    fig.legend(handles, labels, title="backbone", loc="upper center", ncol=len(backbones), bbox_to_anchor=(0.5, 1.06))
+                ax.set_ylabel(f"{group}\nusers", fontweight="bold", rotation=0, ha="right", va="center")
+            if i == 1:
+                ax.set_xlabel(label("rm_acc"))
+    axes[0].set_xlim(0, 1.02)
+    axes[0].set_yticks(range(len(tasks)), tasks)
+    axes[0].set_ylim(len(tasks) - 0.5, -0.5)
+    handles = [Line2D([], [], marker=MARKERS[k % len(MARKERS)], color=pal[m], ls="", ms=4) for k, m in enumerate(methods)]
+    labels = list(methods)
+    if flags:
+        handles += [Line2D([], [], marker="o", color=MUTED, mfc="white", ls="", ms=4),
+                    Line2D([], [], marker=NO_NUMBER, color=MUTED, ls="", ms=4)]
+        labels += ["some seeds flagged", "no estimate: every seed flagged"]
+    legend_below(fig, handles, labels, ncol=min(len(labels), 6 if width == DOUBLE else 3), title=label("method"))
+    suptitle(fig, f"RM accuracy on held-out pairs by method and dataset (95% CI over pairs"
+                 f"{'; trained with prefixes' if prefix_train else ''})")
     return fig
+
+
+def plot_rgd_sweep(dec: pd.DataFrame, min_ci: int = 5, n_boot: int = 1000, seed: int = 0):
+    """Notebook 03's raw-``w`` sweep (``dec``: rgd/decodes.csv, :func:`lib.core.schema.read_decodes`): ROUGE-1 of one
+    user's queries against ``w`` (log scale), one panel per method, one line per policy (colour, marker, dash)
+    with its greedy decoding (``w = 0``) as a thin line of the same colour. With at least ``min_ci`` queries the
+    band is the 95% bootstrap CI over queries; with fewer the title says there is none. Returns ``(fig,
+    name)``, name ``rgd_w_sweep_<raw|calibrated>_<task>``."""
+    import seaborn as sns
+    from matplotlib.lines import Line2D
+
+    policies, methods = list(pd.unique(dec.policy)), sorted(dec.method[dec.w > 0].unique())
+    task, user = dec.task.iloc[0], dec.user.iloc[0]
+    scale = "calibrated" if bool(dec.calibrated.iloc[0]) else "raw"
+    n_q = int(dec[dec.w > 0].groupby(["policy", "method", "w"]).rouge1.size().min())
+    fig, axes = panels(len(methods), 3, DOUBLE if len(methods) > 2 else SINGLE, 1.5, sharex=True, sharey=True)
+    pal, ws = sns.color_palette("colorblind", len(policies)), sorted(dec.w[dec.w > 0].unique())
+    for ax, m in zip(axes, methods):
+        for p_i, p in enumerate(policies):
+            g = dec[(dec.policy == p) & (dec.method == m) & (dec.w > 0)].groupby("w").rouge1
+            mean = g.mean()
+            ax.plot(mean.index, mean.to_numpy(), marker=MARKERS[p_i % len(MARKERS)], ms=3,
+                    ls=("-", "--", ":")[p_i % 3], color=pal[p_i], lw=1.0)
+            if n_q >= min_ci:
+                ci = np.array([bootstrap_ci(v.to_numpy(float), n_boot=n_boot, seed=seed) for _, v in g])
+                ax.fill_between(mean.index, ci[:, 0], ci[:, 1], color=pal[p_i], alpha=0.15, lw=0)
+            ax.axhline(dec[(dec.policy == p) & (dec.w == 0)].rouge1.mean(), color=pal[p_i], lw=0.9, alpha=0.8,
+                       ls=(0, (1, 1.5)))
+        ax.set_xscale("log")
+        ax.set_xticks(ws, [f"{w:g}" for w in ws])
+        ax.minorticks_off()
+        ax.set_title(m)
+    for ax in axes[-min(3, len(axes)):]:
+        ax.set_xlabel(f"w ({scale}, log scale)")
+    for ax in axes[::3]:
+        ax.set_ylabel(label("rouge1"))
+    axes[0].set_ylim(*limits(dec.rouge1, "rouge1"))
+    handles = [Line2D([], [], color=pal[i], marker=MARKERS[i % len(MARKERS)], ms=3, ls=("-", "--", ":")[i % 3])
+               for i in range(len(policies))]
+    handles += [Line2D([], [], color=MUTED, lw=0.9, ls=(0, (1, 1.5)))]
+    legend_below(fig, handles, [str(p) for p in policies] + ["greedy (w = 0), same colour"], ncol=len(policies) + 1)
+    ci_note = "band: 95% CI over queries" if n_q >= min_ci else f"mean of {n_q} queries: too few for a CI"
+    suptitle(fig, f"RGD with {scale} rewards: ROUGE-1 against w, {task}, user {user} ({ci_note})")
+    return fig, f"rgd_w_sweep_{scale}_{task}"
