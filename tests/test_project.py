@@ -213,7 +213,7 @@ def test_readme_layout_names_every_stage_and_script():
 
 def test_only_notebook_06_writes_figures():
     """Notebooks 01-05 write data artifacts; 06 alone turns them into figures/ (one writer per file)."""
-    writers = ("save_figure", "save_table", "P.figures", "FIG /")
+    writers = ("save_figure", "save_table", "P.figures", "FIG /", "Outputs(")
     for f in NOTEBOOKS:
         if f.name.startswith("06_"):
             continue

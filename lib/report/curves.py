@@ -18,12 +18,16 @@ def _grid(df: pd.DataFrame, col: str, row: str, height: float = 1.9):
     return fig, axes, cols, rows
 
 
-def plot_policy_accuracy_vs_w(pa: pd.DataFrame, user_group: str = "seen"):
+def plot_policy_accuracy_vs_w(pa: pd.DataFrame, user_group: str = "seen", policy: str | None = None):
     """Mean test-half policy accuracy over each method's reward models against ``w`` (raw scores), one panel per
-    dataset (columns) and definition (rows); dashed: the base policy's accuracy under that definition."""
+    dataset (columns) and definition (rows); dashed: the base policy's accuracy under that definition. ``policy``:
+    that policy's rows only (its own base line; notebook 04 draws one figure per policy); None: every row."""
     d = pa[(pa.user_group == user_group) & (~pa.normalise.astype(bool))]
+    if policy is not None:
+        d = d[d.policy == policy]
     if d.empty:
-        raise ValueError(f"plot_policy_accuracy_vs_w: no raw-score rows for user group {user_group!r}")
+        raise ValueError(f"plot_policy_accuracy_vs_w: no raw-score rows for user group {user_group!r}"
+                         + (f" and policy {policy!r}" if policy is not None else ""))
     d = d.groupby(["task", "definition", "method", "w"], sort=True).agg(
         policy_acc=("policy_acc", "mean"), base_acc=("base_acc", "first")).reset_index()
     fig, axes, cols, rows = _grid(d, "task", "definition")
@@ -46,8 +50,8 @@ def plot_policy_accuracy_vs_w(pa: pd.DataFrame, user_group: str = "seen"):
     handles, labels = axes[0, 0].get_legend_handles_labels()
     by = dict(zip(labels, handles))
     fig.legend(by.values(), by.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
-    fig.suptitle(f"Policy accuracy against w ({user_group} users, test half; mean over each method's reward models)",
-                 fontsize=9)
+    who = f"{user_group} users" + (f", policy {policy}" if policy is not None else "")
+    fig.suptitle(f"Policy accuracy against w ({who}, test half; mean over each method's reward models)", fontsize=9)
     fig.tight_layout()
     return fig
 
