@@ -21,6 +21,7 @@ def _acc():
 
 def test_rm_conclusion_reads_the_spread_the_gaps_and_the_flags_from_the_table():
     text = C.rm_conclusion(_acc(), "synthetic")
+    assert "(seen users, test pairs; over 2 datasets, 1 backbone and" in text
     assert "spans 0.60 (bt) to 0.75 (vpl)" in text  # method means over the datasets
     assert "up to 40 points (d1, b: vpl 0.90 vs bt 0.50)" in text
     assert "1 of 2 such cells have a gap of 20 points or more" in text
@@ -79,8 +80,12 @@ def test_generation_conclusion_reads_gaps_base_wins_and_the_size_limit():
     assert "ahead of the best RGD in 2 of 3" in text and "CI above 0 in 1 (below 0 in 0)" in text
     assert "(big, 270M): t1 +5.0 [+1.0, +9.0]; t2 -1.0 [-9.0, +6.0]" in text
     assert "base policy itself in 2 of 3 cells" in text and "1 of 3 decoded reward models run at w = 0" in text
-    assert "3B parameters and more; the largest here has 270M" in text and "spans 12 ROUGE-1 points" in text
-    assert "3B parameters" not in C.generation_conclusion(_gap(), None, _best(7000), "lamp")
+    assert "and the best ICL in 0 (no number" in text
+    assert "3B parameters and more; the largest here has 270M" in text
+    assert "spans 12 ROUGE-1 points (median), wider than the paper's whole +3. ROUGE" in text
+    narrow = C.generation_conclusion(_gap().assign(ci_lo=0.5, ci_hi=1.0, icl_k=0), None, _best(7000), "lamp")
+    assert "3B parameters" not in narrow and "spans 0 ROUGE-1 points (median). ROUGE" in narrow
+    assert "and the best ICL in 3 (no number" in narrow
 
 
 def test_paper_vs_run_puts_each_claim_beside_this_runs_number_and_status():

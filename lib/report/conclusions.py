@@ -38,6 +38,10 @@ def _n(x: float, fmt: str = ".2f") -> str:
     return format(x, fmt)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _ci(r, fmt: str = ".2f", sign: str = "") -> str:
     lo, hi = (float(r.ci_lo), float(r.ci_hi))
     return "" if math.isnan(lo) or math.isnan(hi) else f" [{lo:{sign}{fmt}}, {hi:{sign}{fmt}}]"
@@ -80,7 +84,8 @@ def rm_conclusion(acc: pd.DataFrame, corpus: str, col: str = "rm_acc_seen") -> s
     seeds, flagged = int(acc.seeds.sum()), int(acc.degenerate.sum())
     group = col.replace("rm_acc_", "")
     shows = (f"**What this run shows.** The methods' mean RM accuracy ({group} users, test pairs; over "
-             f"{ok.task.nunique()} datasets, {ok.backbone.nunique()} backbones and the training variants) spans "
+             f"{_count(ok.task.nunique(), 'dataset')}, {_count(ok.backbone.nunique(), 'backbone')} and the training "
+             "variants) spans "
              f"{_n(means.iloc[0])} ({means.index[0]}) to {_n(means.iloc[-1])} ({means.index[-1]}). Within one dataset "
              f"and backbone the methods differ by up to {100 * gaps.max():.0f} points ({top[0]}, {top[1]}: "
              f"{hi_m.method} {_n(hi_m[col])} vs {lo_m.method} {_n(lo_m[col])}); {big} of {len(gaps)} such cells have a "
@@ -175,19 +180,22 @@ def generation_conclusion(gap: pd.DataFrame, rgd_selected: pd.DataFrame | None, 
              f"with a 95% CI above 0 in {above} (below 0 in {below}). At the largest policy here ({name}, "
              f"{size:.0f}M): " + "; ".join(f"{r.task} {r.icl_minus_rgd_points:+.1f}{_ci(r, '.1f', '+')}"
                                            for r in at.itertuples()) + " ROUGE-1 points. ")
+    icl_base = int((gap.icl_k.astype(float) == 0).sum())
     shows += (f"The best RGD chosen on the validation queries is the base policy itself in {base_won} of {len(gap)} "
-              "cells: no reward model improved on not steering there. ")
+              f"cells (no reward model improved on not steering there), and the best ICL in {icl_base} (no number of "
+              "examples improved on none). ")
     if rgd_selected is not None and len(rgd_selected):
         z = int((rgd_selected.w_selected.astype(float) == 0).sum())
         shows += (f"{z} of {len(rgd_selected)} decoded reward models run at w = 0 (their generations are the base "
                   "policy's).")
-    minb = PAPER["icl"]["min_params_m"]
+    minb, width = PAPER["icl"]["min_params_m"], float((gap.ci_hi - gap.ci_lo).median())
     cannot = ("**What it cannot show.** "
               + (f"The paper's ICL result is for policies of {minb / 1000:.0f}B parameters and more; the largest here has "
                  f"{size:.0f}M, so this run neither confirms nor contradicts it. " if size < minb else "")
-              + f"A cell has {int(gap.n_queries.median())} test queries (median): its CI spans "
-                f"{(gap.ci_hi - gap.ci_lo).median():.0f} ROUGE-1 points (median), wider than the paper's "
-                f"{PAPER['icl']['points']:+.0f}. ROUGE measures word overlap with the user's own output, not whether "
+              + f"A cell has {int(gap.n_queries.median())} test queries (median): its CI spans {width:.0f} ROUGE-1 "
+                "points (median)" + (f", wider than the paper's whole {PAPER['icl']['points']:+.0f}"
+                                     if width > PAPER["icl"]["points"] else "")
+              + ". ROUGE measures word overlap with the user's own output, not whether "
                 "the style was personalised (see the rule-following table). " + corpus_note(corpus))
     return shows + "\n\n" + cannot
 
