@@ -102,7 +102,7 @@ def test_headline_cells_keep_committed_outputs():
     for name in ("02_train_reward_models.ipynb", "04_policy_accuracy.ipynb", "05_generation.ipynb"):
         assert kept[name], f"{name}: no kept headline cell"
         for cell in kept[name]:
-            assert cell.get("outputs"), f"{name} cell {cell['id']}: no committed output; run `make all` and commit"
+            assert cell.get("outputs"), f"{name} cell {cell['id']}: no committed output; run `make refresh-results` and commit"
 
 
 def _tiny_notebook(path, printed: str, stored: str):
