@@ -6,6 +6,9 @@
 #   minutes: what make test-paper-dry runs).
 # PROFILE=tldr-real (real TL;DR annotators placed under data/raw/tldr, packaged models, CPU; notebooks 02, 04, 06).
 # DATA_ROOT=DIR puts data/, figures/ and build/ under DIR instead of the repository (make test-lamp-cpu uses it).
+# A run writes only git-ignored places: data/processed/PROFILE, data/cache, build/PROFILE (the executed notebooks and
+# build/PROFILE/figures, this run's tables and figures). The committed results (figures/PROFILE, the kept headline
+# outputs of notebooks/, the README's results block) change only with `make refresh-results`.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PROFILE ?= smoke
@@ -15,7 +18,8 @@ PY := $(VENV)/bin/python
 CONFIG := configs/$(PROFILE).yaml
 DATA_ROOT ?= .
 DATA := $(DATA_ROOT)/data/processed/$(PROFILE)
-FIG := $(DATA_ROOT)/figures/$(PROFILE)
+FIG := $(DATA_ROOT)/build/$(PROFILE)/figures
+RESULTS := $(DATA_ROOT)/figures/$(PROFILE)
 LIB := $(wildcard lib/*.py lib/*/*.py)
 RUN := $(PY) -m lib.core.pipeline --profile $(PROFILE)
 export PYTHONHASHSEED := 0
@@ -26,7 +30,7 @@ export PRC_ROOT := $(abspath $(DATA_ROOT))
 endif
 
 # The artifact each notebook writes: Make re-runs a notebook only when an input is newer. Only notebook 06 writes
-# figures/: it reads the artifacts of 01 (manifest), 02 (index, accuracy.csv), 03 (decodes.csv), 04 and 05. Notebook 05
+# figures (into $(FIG)): it reads the artifacts of 01 (manifest), 02 (index, accuracy.csv), 03 (decodes.csv), 04 and 05. Notebook 05
 # reads 04's eval/deployed_settings.csv (each reward model's one deployed setting), so it runs after 04.
 PREFLAMP := $(DATA)/preflamp/manifest.json
 RMS := $(DATA)/rms/index.csv
@@ -47,8 +51,8 @@ CONFIGS := $(CONFIG) $(if $(EXTENDS),configs/$(EXTENDS).yaml)
 # the stage is done: Make deletes the target of a failed recipe.
 .DELETE_ON_ERROR:
 
-.PHONY: help setup data rms rgd policy-accuracy generation figures all test lint test-unit test-notebooks test-lamp-cpu \
-        test-paper-dry bench strip clean distclean readme artifacts
+.PHONY: help setup data rms rgd policy-accuracy generation figures all refresh-results test lint test-unit test-notebooks \
+        test-lamp-cpu test-paper-dry bench strip clean distclean readme artifacts
 
 help: ## Show this help
 	@echo "usage: make [target] [PROFILE=smoke|lamp-cpu|tldr-real|paper|paper-dry] [DATA_ROOT=.]"
@@ -70,12 +74,20 @@ rms: $(RMS) ## Train every reward model and measure RM accuracy (notebook 02)
 rgd: $(RGD) ## Reward-guided decoding side by side (notebook 03)
 policy-accuracy: $(POLACC) ## Policy accuracy and its Kendall tau with RM accuracy (notebook 04)
 generation: $(GEN) ## Base / RGD / ICL generations scored against the users' outputs (notebook 05)
-figures: $(FIGS) ## Every table and figure from cached artifacts (notebook 06)
+figures: $(FIGS) ## Every table and figure from cached artifacts (notebook 06) into build/PROFILE/figures
 
-all: setup figures $(call stage,03,$(RGD)) readme ## Run the whole pipeline for PROFILE (setup first when needed)
-	@echo "done: figures and tables of profile $(PROFILE) under $(FIG)/"
+all: setup figures $(call stage,03,$(RGD)) ## Run the whole pipeline for PROFILE (setup first when needed), then report how it differs from the committed results
+	@$(PY) -m lib.report.outputs report --profile $(PROFILE)
+	@echo "done: figures and tables of profile $(PROFILE) under $(FIG)/ (committed results: $(RESULTS)/)"
 
-readme: $(FIGS) | setup ## Regenerate the README's Results section from figures/PROFILE/summary.md
+# The only target that rewrites committed files: figures/PROFILE becomes a copy of this run's build/PROFILE/figures,
+# the kept headline outputs of the executed smoke notebooks go into notebooks/ (nbval's reference), and the README's
+# results block is rebuilt from figures/PROFILE/summary.md. Review with `git diff`, then commit.
+refresh-results: all ## Make this run the committed results: figures/PROFILE, the kept notebook outputs (smoke), the README block
+	$(PY) -m lib.report.outputs refresh --profile $(PROFILE)
+	$(PY) scripts/update_readme.py --profile $(PROFILE)
+
+readme: | setup ## Rebuild the README's results block from the committed figures/PROFILE/summary.md
 	$(PY) scripts/update_readme.py --profile $(PROFILE)
 
 # An unknown PROFILE names the known ones instead of make's "No rule to make target 'configs/nope.yaml'".
@@ -120,8 +132,8 @@ test-unit: | setup ## Unit tests only
 # nobody watches them there, and the thousands of widget messages they stream overflow the kernel's IOPub
 # queue; the lost idle message failed two CI runs after 02's feature cell ("Timeout of 120 seconds exceeded
 # waiting for output").
-# nbval runs in a temporary copy (PRC_ROOT points lib.core.config there), so a test run never rewrites data/ or the
-# committed figures; data/cache is copied when present (content-keyed features and generations: after
+# nbval runs in a temporary copy (PRC_ROOT points lib.core.config there), so a test run never rewrites data/ or
+# build/; data/cache is copied when present (content-keyed features and generations: after
 # `make all` the notebooks re-run from them). Settings: notebooks/pytest.ini. Afterwards the figures the run wrote are
 # compared byte for byte with the committed figures/smoke (scripts/compare_figures.py; a report: a CPU with other
 # vector instructions may round the last bit of a float differently).
@@ -130,7 +142,7 @@ test-notebooks: | setup ## Execute every notebook as stored (smoke defaults) in 
 	if [ -d data/cache ]; then cp -r data/cache "$$tmp/data/cache"; fi && \
 	echo "[test-notebooks] in $$tmp (data/cache copied: $$([ -d data/cache ] && echo yes || echo no))" && \
 	(cd "$$tmp/notebooks" && PRC_ROOT="$$tmp" TQDM_DISABLE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 HF_DATASETS_DISABLE_PROGRESS_BARS=1 $(abspath $(PY)) -m pytest .) && \
-	$(PY) scripts/compare_figures.py figures/smoke "$$tmp/figures/smoke"
+	$(PY) scripts/compare_figures.py figures/smoke "$$tmp/build/smoke/figures"
 
 # The lamp-cpu profile end to end (every notebook, through Make) on a small LaMP fixture in the official layout with
 # real-data properties (few profile items, shared headlines, an empty gold, a very long input), in a temporary
@@ -164,8 +176,8 @@ bench: | setup ## Benchmarks: RGD decoding paths, batched teacher forcing, multi
 strip: | setup ## Strip outputs from the notebooks, except the kept headline cells (run before committing)
 	$(VENV)/bin/nbstripout notebooks/*.ipynb
 
-clean: ## Remove executed notebooks, processed data and figures of PROFILE
-	rm -rf $(DATA_ROOT)/build/$(PROFILE) $(DATA) $(FIG)
+clean: ## Remove the executed notebooks, processed data and figures of PROFILE's run (never the committed results)
+	rm -rf $(DATA_ROOT)/build/$(PROFILE) $(DATA)
 
 distclean: clean ## Also remove the venv, model and generation caches and raw data
 	rm -rf $(VENV) .cache data/cache data/raw build

@@ -502,7 +502,7 @@ def test_a_full_disk_during_papermills_autosave_names_the_notebook(tmp_path, mon
 
 
 def test_update_readme_writes_a_profiles_own_block_or_leaves_the_readme(tmp_path, monkeypatch):
-    """`make all PROFILE=lamp-cpu` must not overwrite the smoke Results with lamp-cpu's; tldr-real has its own block."""
+    """`make refresh-results PROFILE=lamp-cpu` must not overwrite the smoke Results with lamp-cpu's; tldr-real has its own block."""
     mod = _update_readme_module()
     monkeypatch.setattr(mod, "ROOT", tmp_path)
     for p in ("smoke", "tldr-real", "lamp-cpu"):

@@ -30,6 +30,19 @@ def test_policy_accuracy_vs_w_shows_the_base_accuracy_of_each_definition():
         curves.plot_policy_accuracy_vs_w(_pa().assign(normalise=True))
 
 
+def test_policy_accuracy_vs_w_of_one_policy_draws_its_own_base_line():
+    """Notebook 04 draws one figure per policy: pooling two policies would average their curves under one policy's
+    base line."""
+    two = pd.concat([_pa().assign(policy="small"), _pa().assign(policy="big", base_acc=0.7, policy_acc=0.9)])
+    fig = curves.plot_policy_accuracy_vs_w(two, policy="big")
+    refs = sorted(ln.get_ydata()[0] for ax in fig.axes for ln in ax.get_lines() if ln.get_linestyle() == "--")
+    curve = [ln.get_ydata() for ax in fig.axes for ln in ax.get_lines() if ln.get_linestyle() != "--"]
+    assert refs == [0.7, 0.7] and all((c == 0.9).all() for c in curve)
+    assert "policy big" in fig._suptitle.get_text()
+    with pytest.raises(ValueError, match="policy 'nope'"):
+        curves.plot_policy_accuracy_vs_w(two, policy="nope")
+
+
 def test_kl_vs_w_is_log_log_and_spread_measures_equal_strength():
     kl = pd.DataFrame({"task": "t", "policy": "p", "rm": ["a"] * 3 + ["b"] * 3, "method": ["bt"] * 3 + ["pal"] * 3,
                        "w": [0.0, 1.0, 2.0] * 2, "kl": [0.0, 0.1, 0.4, 0.0, 0.2, 0.8]})

@@ -103,7 +103,7 @@ def test_headline_cells_keep_committed_outputs():
     for name in ("02_train_reward_models.ipynb", "04_policy_accuracy.ipynb", "05_generation.ipynb"):
         assert kept[name], f"{name}: no kept headline cell"
         for cell in kept[name]:
-            assert cell.get("outputs"), f"{name} cell {cell['id']}: no committed output; run `make all` and commit"
+            assert cell.get("outputs"), f"{name} cell {cell['id']}: no committed output; run `make refresh-results` and commit"
 
 
 def _tiny_notebook(path, printed: str, stored: str):
@@ -214,7 +214,7 @@ def test_readme_layout_names_every_stage_and_script():
 
 def test_only_notebook_06_writes_figures():
     """Notebooks 01-05 write data artifacts; 06 alone turns them into figures/ (one writer per file)."""
-    writers = ("save_figure", "save_table", "P.figures", "FIG /")
+    writers = ("save_figure", "save_table", "P.figures", "FIG /", "Outputs(")
     for f in NOTEBOOKS:
         if f.name.startswith("06_"):
             continue

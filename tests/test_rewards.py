@@ -310,6 +310,30 @@ def test_lora_finetuned_backbone_smoke(tmp_path, monkeypatch, tiny_feat):
     torch.testing.assert_close(back.score([recs[0]["prompt"]], [recs[0]["chosen"]], ["user0"]), score)
 
 
+def test_train_lora_zoos_trains_every_backbone_and_dataset(tmp_path, monkeypatch, tiny_feat):
+    """Notebook 02's LoRA cell (paper profile): one fine-tuned model per backbone x dataset x method x seed, saved with
+    its adapters, no prefix variant; no backbone (smoke): nothing."""
+    from transformers import LlamaForCausalLM
+
+    from lib.rewards import features, rm_checks
+    from lib.rewards.features import LMFeaturizer
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(tiny_feat.model.config).eval().requires_grad_(False)
+    made = []
+    monkeypatch.setattr(features, "featurizer", lambda name, batch_size=16: made.append(name) or
+                        LMFeaturizer(copy.deepcopy(model), tiny_feat.tok, batch_size=batch_size, name=name))
+    data = {"t": text_records(2, 4), "u": text_records(2, 3)}
+    rows, correct = rm_checks.train_lora_zoos(data, ["tiny-llama"], tmp_path, batch_size=4, methods=["bt"], seeds=[0],
+                                              hparams={"epochs": 2, "lr": 1e-2}, n_resamples=10)
+    assert made == ["tiny-llama"]
+    assert [(r["task"], r["backbone"], r["prefix_train"]) for r in rows] == [("t", "tiny-llama+lora", False),
+                                                                           ("u", "tiny-llama+lora", False)]
+    assert set(correct) == {("t", "tiny-llama+lora", "bt", 0, False), ("u", "tiny-llama+lora", "bt", 0, False)}
+    assert all((tmp_path / r["dir"] / "lora" / "adapter_config.json").exists() for r in rows)
+    assert rm_checks.train_lora_zoos(data, [], tmp_path / "none", methods=["bt"], seeds=[0]) == ([], {})
+
+
 def test_zoos_in_two_processes_equal_one(tmp_path):
     """Parallel zoo training is a pure speed-up: same index rows (wall clock aside), correctness and weights."""
     from lib.rewards import train_zoos

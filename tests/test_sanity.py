@@ -33,7 +33,7 @@ def test_check_run_flags_bad_pairs_and_missing_artifacts(tmp_path):
 def test_a_profile_without_pref_lamp_is_checked_on_what_it_runs(tmp_path):
     """tldr-real runs 02, 04 and 06: no Pref-LaMP, decodes or generations are asked for, and its summary must say
     that it has preference sets only."""
-    fig = tmp_path / "figures" / "q"
+    fig = tmp_path / "build" / "q" / "figures"  # the run's figures (lib.core.config.Paths.figures)
     fig.mkdir(parents=True)
     (fig / "summary.md").write_text("_Profile **q**, preference sets only (no Pref-LaMP), policies a._\n")
     runs = ("02_train_reward_models", "04_policy_accuracy", "06_figures_tables")

@@ -1,7 +1,7 @@
 """Profiles (configs/<profile>.yaml) and the artifact layout every notebook shares.
 
 Layout for a profile ``P`` under the data root (the repository, or ``$PRC_ROOT``; all git-ignored
-except figures/):
+except figures/, the committed results):
 
     data/raw/                 immutable downloads (LaMP) and the synthetic LaMP-format corpus
     data/processed/P/preflamp Pref-LaMP JSONL + manifest (notebook 01)
@@ -11,7 +11,9 @@ except figures/):
     data/processed/P/rgd      decoding outputs (notebook 03)
     data/processed/P/eval     policy accuracy and generation results (notebooks 04, 05)
     data/cache/               feature caches, generation caches
-    figures/P/                every figure (PNG + PDF) and table (CSV, Markdown, LaTeX)
+    build/P/                  the executed notebooks (papermill) and build/P/figures/: this run's every figure
+                              (PNG + PDF) and table (CSV, Markdown, LaTeX), written by notebook 06
+    figures/P/                the committed results: a copy of a run's build/P/figures/ (make refresh-results)
 """
 from __future__ import annotations
 
@@ -25,8 +27,8 @@ from .. import REPO_ROOT
 
 
 def data_root() -> Path:
-    """Where data/ and figures/ live: ``$PRC_ROOT`` when set (``make test-notebooks`` points it at a
-    temporary copy, so a test run never rewrites committed figures), else the repository."""
+    """Where data/, build/ and figures/ live: ``$PRC_ROOT`` when set (``make test-notebooks`` points it at a
+    temporary copy), else the repository."""
     return Path(os.environ["PRC_ROOT"]).resolve() if os.environ.get("PRC_ROOT") else REPO_ROOT
 
 
@@ -69,6 +71,12 @@ class Paths:
 
     @property
     def figures(self) -> Path:
+        """This run's tables and figures (notebook 06 writes them; git-ignored)."""
+        return self.root / "build" / self.profile / "figures"
+
+    @property
+    def results(self) -> Path:
+        """The committed results of the profile (``make refresh-results`` copies :attr:`figures` here)."""
         return self.root / "figures" / self.profile
 
 

@@ -9,10 +9,10 @@ error (a typo would otherwise be ignored). The executed notebook goes to ``build
 
 Kept outputs: cells whose metadata says ``"keep_output": true`` (nbstripout leaves their outputs in
 git) display headline numbers, and are tagged ``nbval-check-output`` so that ``make test`` compares
-what they print now with what is committed. After a smoke run (the notebooks' own defaults, the
-settings nbval executes) :func:`keep_outputs` copies those cells' outputs from the executed notebook
-into ``notebooks/``: ``make all`` regenerates the committed numbers, and a change that moves one
-fails nbval until it does.
+what they print now with what is committed. A run never rewrites ``notebooks/``: ``make all`` reports the
+kept cells whose output would change (:func:`changed_kept_cells`, via :func:`lib.report.outputs.report`), and
+``make refresh-results`` copies them from the executed smoke notebooks (the notebooks' own defaults, the
+settings nbval executes) with :func:`keep_outputs`; a change that moves a headline fails nbval until then.
 """
 from __future__ import annotations
 
@@ -178,6 +178,29 @@ def kept_cells(nb: dict) -> list[dict]:
     return [c for c in nb["cells"] if c["cell_type"] == "code" and c.get("metadata", {}).get("keep_output")]
 
 
+def _kept_updates(executed: Path, source: Path) -> tuple[dict, dict]:
+    """``(source notebook, {cell id: the executed cell's outputs})`` for the kept cells whose outputs differ."""
+    import json
+
+    src = json.loads(source.read_text(encoding="utf-8"))
+    run_cells = {c.get("id"): c for c in json.loads(executed.read_text(encoding="utf-8"))["cells"]}
+    new = {}
+    for cell in kept_cells(src):
+        if cell.get("id") not in run_cells:
+            raise KeyError(f"{executed}: no cell with id {cell.get('id')!r} (kept in {source.name}); re-run it")
+        outs = [{k: v for k, v in o.items() if k != "execution_count"} | (
+            {"execution_count": None} if o.get("output_type") == "execute_result" else {})
+            for o in run_cells[cell["id"]].get("outputs", [])]
+        if outs != cell.get("outputs"):
+            new[cell["id"]] = outs
+    return src, new
+
+
+def changed_kept_cells(executed: Path, source: Path) -> list[str]:
+    """Ids of the kept cells of ``source`` whose outputs in ``executed`` differ from the committed ones."""
+    return list(_kept_updates(executed, source)[1])
+
+
 def keep_outputs(executed: Path, source: Path) -> int:
     """Copy the outputs of the kept cells (matched by cell id) of ``executed`` into ``source``.
 
@@ -190,17 +213,11 @@ def keep_outputs(executed: Path, source: Path) -> int:
 
     from .io import write_text
 
-    src = json.loads(source.read_text(encoding="utf-8"))
-    run_cells = {c.get("id"): c for c in json.loads(executed.read_text(encoding="utf-8"))["cells"]}
-    changed = 0
+    src, new = _kept_updates(executed, source)
     for cell in kept_cells(src):
-        if cell.get("id") not in run_cells:
-            raise KeyError(f"{executed}: no cell with id {cell.get('id')!r} (kept in {source.name}); re-run it")
-        outs = [{k: v for k, v in o.items() if k != "execution_count"} | (
-            {"execution_count": None} if o.get("output_type") == "execute_result" else {})
-            for o in run_cells[cell["id"]].get("outputs", [])]
-        if outs != cell.get("outputs"):
-            cell["outputs"], changed = outs, changed + 1
+        if cell["id"] in new:
+            cell["outputs"] = new[cell["id"]]
+    changed = len(new)
     if changed:
         st = source.stat()
         write_text(source, json.dumps(src, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
@@ -231,10 +248,6 @@ def run(name: str, profile: str = "smoke", out_dir: Path | None = None) -> Path:
         if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
             raise disk_full_error(out, e) from e
         raise
-    if profile == KEEP_PROFILE:
-        n = keep_outputs(out, path)
-        if n:
-            print(f"[pipeline] {n} kept output cell(s) of {path.name} updated (commit them with the results)", flush=True)
     return out
 
 

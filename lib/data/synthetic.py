@@ -275,3 +275,34 @@ def load_facts(root: str | Path) -> dict:
         raise FileNotFoundError(f"{f} missing: regenerate the synthetic corpus (write_synthetic_lamp) to get "
                                 "the facts that rejected='other_rule' re-renders")
     return json.loads(f.read_text(encoding="utf-8"))["facts"]
+
+
+def prepare_corpus(corpus: str, root, tasks=("LaMP-4", "LaMP-5", "LaMP-7"), split: str = "dev",
+                   download: bool = False, n_users: int = 10, profile_size: int = 12, queries_per_user: int = 2,
+                   seed: int = 0):
+    """Notebook 01's corpus, in the LaMP layout under ``root``, and a table describing it.
+
+    ``"synthetic"`` writes the seeded corpus (:func:`write_synthetic_lamp`, both splits) and returns its rules
+    (``rule``, ``meaning``); ``"lamp"`` uses the official files of ``split`` placed there by hand, or downloads and
+    validates them first with ``download=True`` (:func:`lib.data.lamp.download`), and returns the files
+    (``task``, ``file``, ``bytes``). A missing LaMP file is a ``FileNotFoundError`` naming it and both remedies.
+    """
+    import pandas as pd
+
+    from . import lamp
+
+    if corpus == "synthetic":
+        write_synthetic_lamp(root, tasks=tasks, n_users=n_users, profile_size=profile_size,
+                             queries_per_user=queries_per_user, seed=seed)
+        return pd.DataFrame(RULES.items(), columns=["rule", "meaning"])
+    if corpus != "lamp":
+        raise ValueError(f"corpus must be 'synthetic' or 'lamp', got {corpus!r}")
+    if download:
+        lamp.download(root, tasks=tasks, splits=[split])
+    files = [(t, lamp.file_path(root, t, split, kind)) for t in tasks for kind in ("questions", "outputs")]
+    missing = [str(f) for _, f in files if not f.exists()]
+    if missing:
+        raise FileNotFoundError(f"LaMP file(s) missing: {', '.join(missing)}; place the official files there "
+                                "(same layout as the download) or set download=True")
+    return pd.DataFrame([{"task": t, "file": str(Path(f).relative_to(root)), "bytes": f.stat().st_size}
+                         for t, f in files])

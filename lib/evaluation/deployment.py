@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..core import schema
+
 # The deployment criterion: the deployed decoder's likelihood with the gold token added to the top-k support. The
 # faithful likelihood (support = top-k) is reported beside it, but it cannot select: a response written by a user
 # (or another policy) almost always holds a token outside a small policy's top-k, so both responses of a pair have
@@ -131,3 +133,12 @@ def read_deployed(P, params: dict) -> pd.DataFrame:
         raise ValueError(f"{f}: a w_decode is not finite (rows {d.index[~d.w_decode.notna()].tolist()[:5]})")
     d["method_pick"] = d.method_pick.astype(str).str.lower().isin(["true", "1"])
     return d
+
+
+def write_deployed(P, deployed: pd.DataFrame, calibrated: bool, rgd_k: int, rm_backbones) -> pd.DataFrame:
+    """Notebook 04's deployed settings (:func:`deployed_settings`) as ``eval/deployed_settings.csv``, with the settings
+    they were measured under (``calibrated``, ``rgd_k``, ``rm_backbones``) that :func:`read_deployed` checks against
+    notebook 05's; returns the written table."""
+    out = deployed.assign(calibrated=calibrated, rgd_k=rgd_k, rm_backbones=str(rm_backbones))
+    schema.write_results(out, P.eval / "deployed_settings.csv")
+    return out

@@ -35,12 +35,16 @@ def _frame(ax, i: int, j: int, rows, cols, r, c, ylabel: str) -> None:
         ax.set_xlabel("w")
 
 
-def plot_policy_accuracy_vs_w(pa: pd.DataFrame, user_group: str = "seen"):
+def plot_policy_accuracy_vs_w(pa: pd.DataFrame, user_group: str = "seen", policy: str | None = None):
     """Mean test-half policy accuracy over each method's reward models against ``w`` (raw scores), one panel per
-    dataset (columns) and definition (rows); dashed: the base policy's accuracy under that definition."""
+    dataset (columns) and definition (rows); dashed: the base policy's accuracy under that definition. ``policy``:
+    that policy's rows only (its own base line; notebook 04 draws one figure per policy); None: every row."""
     d = pa[(pa.user_group == user_group) & (~pa.normalise.astype(bool))]
+    if policy is not None:
+        d = d[d.policy == policy]
     if d.empty:
-        raise ValueError(f"plot_policy_accuracy_vs_w: no raw-score rows for user group {user_group!r}")
+        raise ValueError(f"plot_policy_accuracy_vs_w: no raw-score rows for user group {user_group!r}"
+                         + (f" and policy {policy!r}" if policy is not None else ""))
     d = d.groupby(["task", "definition", "method", "w"], sort=True).agg(
         policy_acc=("policy_acc", "mean"), base_acc=("base_acc", "first")).reset_index()
     fig, axes, cols, rows = _grid(d, "task", "definition")
@@ -60,8 +64,9 @@ def plot_policy_accuracy_vs_w(pa: pd.DataFrame, user_group: str = "seen"):
             _frame(ax, i, j, rows, cols, r, c, label("policy_acc"))
     handles, labels = axes[0, 0].get_legend_handles_labels()
     legend_below(fig, handles, labels, ncol=min(len(labels), 7 if len(cols) > 2 else 3), title=label("method"))
-    suptitle(fig, f"Policy accuracy against the {W_LABEL[:-1]}, symmetric log scale)\n({user_group} users, "
-                 "test half; mean over each method's reward models; dashed: the base policy)")
+    who = f"{user_group} users" + (f", policy {policy}" if policy is not None else "")
+    suptitle(fig, f"Policy accuracy against the {W_LABEL[:-1]}, symmetric log scale)\n({who}, "
+                  "test half; mean over each method's reward models; dashed: the base policy)")
     return fig
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .conclusions import PAPER
 from .plots import to_markdown
 
 
@@ -17,9 +18,10 @@ LABEL_TITLES = {"label_baselines": "What rules that ignore the user reach (test 
 def summary_markdown(profile: str, corpus: str, policies, tau_rm_policy: pd.DataFrame,
                      generation_best: pd.DataFrame | None, icl_gap: pd.DataFrame | None,
                      tau_rm_rouge: pd.DataFrame | None = None, selection_metrics: pd.DataFrame | None = None,
-                     label_checks: dict | None = None, files=()) -> str:
-    """summary.md: the headline tables (tau RM vs policy accuracy, base / best ICL / best RGD, ICL minus best RGD),
-    the decoupling sections when there are RGD results (``tau_rm_rouge``, ``selection_metrics`` not None), the label
+                     label_checks: dict | None = None, files=(), paper_vs_run: str | None = None) -> str:
+    """summary.md: the paper beside this run (``paper_vs_run``: the markdown of
+    :func:`lib.report.conclusions.paper_vs_run`, first), the headline tables (tau RM vs policy accuracy, base / best
+    ICL / best RGD, ICL minus best RGD), the decoupling sections when there are RGD results (``tau_rm_rouge``, ``selection_metrics`` not None), the label
     checks of the preference sets (``label_checks``: name -> table, e.g. ``label_baselines``, ``worker_agreement``)
     and the list of ``files`` (paths relative to the figures folder). A synthetic ``corpus`` gets the disclaimer that
     the numbers check the pipeline and are not a replication; ``corpus`` "none" (a profile of preference sets only)
@@ -30,8 +32,9 @@ def summary_markdown(profile: str, corpus: str, policies, tau_rm_policy: pd.Data
         (f"_Profile **{profile}**, {source}, policies {', '.join(policies)}"
          + ("; synthetic users and synthetic preference sets: these numbers check the pipeline and are not a "
             "replication of the paper._" if corpus == "synthetic" else "._")), "",
+        *(["## The paper beside this run", "", paper_vs_run.strip(), ""] if paper_vs_run else []),
         "## RM accuracy vs policy accuracy (Kendall tau-b, seen users, raw scores, deployed w, test half)", "",
-        "The paper reports tau = 0.08-0.31 across three datasets. Each reward model at its one deployed setting (chosen "
+        f"The paper reports tau = {PAPER['tau']['paper']}. Each reward model at its one deployed setting (chosen "
         "on validation pairs, w = 0 a candidate). level rm: 95% CI from a hierarchical bootstrap (methods, then variants; "
         "users, then pairs); level method: exact permutation p, no CI. `status` names a cell below the minimum sizes "
         "(5 models, 20 test pairs, 4 users) or without a defined tau: such a cell has no number.", "",
@@ -42,7 +45,7 @@ def summary_markdown(profile: str, corpus: str, policies, tau_rm_policy: pd.Data
     if generation_best is not None and icl_gap is not None:
         lines += [
             "## Base vs best ICL vs best RGD (ROUGE-1 / ROUGE-L against the user's own output, test queries)", "",
-            "The paper reports ICL about +3 ROUGE-1 points over the best reward-guided method at 7B.", "",
+            f"The paper reports ICL minus the best reward-guided method: {PAPER['icl']['paper']} ROUGE-1 points.", "",
             _fmt(generation_best), "## ICL minus best RGD (ROUGE-1 points, paired bootstrap CI over test queries)", "",
             _fmt(icl_gap)]
     if tau_rm_rouge is not None and selection_metrics is not None:

@@ -1,5 +1,7 @@
-"""Notebook 02 around the reward-model zoo: pair counts, the feature pass, the accuracy artifact, the training
-time table and the reload / swapped-user check of the saved models (training itself: :mod:`lib.rewards`)."""
+"""Notebook 02 around the reward-model zoo: the datasets it trains on (:func:`load_datasets`), pair counts, the
+feature pass, the LoRA zoos (:func:`train_lora_zoos`), the index and accuracy artifacts (:func:`write_index`,
+:func:`write_accuracy`, :func:`accuracy_headline`), the training time table and the reload / swapped-user check of
+the saved models (training itself: :mod:`lib.rewards`)."""
 from __future__ import annotations
 
 import time
@@ -7,9 +9,77 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core.io import write_text
+from ..core.io import write_json, write_jsonl, write_text
 
 ACCURACY_FILE = "accuracy.csv"  # next to rms/index.csv: RM accuracy per configuration, with its 95% CIs
+
+
+def load_datasets(P, tasks, synthetic_prefsets=(), pref_datasets=None, seed: int = 0) -> dict[str, list[dict]]:
+    """``{dataset: pair records}`` of notebook 02: the multi-user preference sets, then the Pref-LaMP ``tasks``.
+
+    ``synthetic_prefsets`` (smoke) are first written from ``seed`` under ``P.raw/synthetic_prefsets`` in the
+    published layouts and read by the real loaders; ``pref_datasets`` (name -> :func:`lib.data.prefdata.load`
+    keyword arguments, a relative ``path`` read against the data root) are the real sets and win over a synthetic
+    one of the same name. Each set's pairs go to ``P.prefsets/<name>/pairs.jsonl`` (notebook 04 scores the same
+    pairs) with a manifest of the records and users the loader skipped, by cause."""
+    from ..core import config
+    from ..data import prefdata, preflamp, synthetic_prefs
+
+    sets = dict(pref_datasets or {})
+    if synthetic_prefsets:
+        root = P.raw / "synthetic_prefsets"
+        synthetic_prefs.write_synthetic_prefsets(root, names=tuple(synthetic_prefsets), seed=seed)
+        sets = {**synthetic_prefs.pref_datasets(root, names=tuple(synthetic_prefsets)), **sets}
+    data = {}
+    for name, kw in sets.items():
+        drops = {}  # records and users the loader skipped, by cause (it warns once with them)
+        data[name] = prefdata.load(name, drops=drops, **config.resolve_path(kw, P.root))
+        write_jsonl(P.prefsets / name / "pairs.jsonl", data[name])
+        write_json(P.prefsets / name / "manifest.json", {"dataset": name, "pairs": len(data[name]), "drops": drops})
+    return data | {t: preflamp.load_pairs(P.preflamp, t) for t in tasks}
+
+
+def train_lora_zoos(data: dict[str, list[dict]], backbones, out_root, batch_size: int = 16, **zoo_kw):
+    """The paper profile's fine-tuned reward models: for each causal LM of ``backbones`` and each dataset of ``data``,
+    :func:`lib.rewards.train_zoo` with ``finetune="lora"`` (LoRA adapters trained with the head; no prefix variant).
+    ``zoo_kw``: ``methods``, ``seeds``, ``hparams``, ``arch``, ``adapt_kw``, ``n_resamples``. Returns (index rows,
+    per-pair correctness) like :func:`lib.rewards.train_zoos`; no backbone, no rows."""
+    from .. import rewards
+    from . import features
+
+    rows, correct = [], {}
+    for bb in backbones:
+        fz = features.featurizer(bb, batch_size=batch_size)
+        for t, recs in data.items():
+            r, c = rewards.train_zoo(recs, fz, t, out_root, prefix_options=[False], finetune="lora", **zoo_kw)
+            rows += r
+            correct |= c
+    return rows, correct
+
+
+def write_index(rows: list[dict], rms_root) -> pd.DataFrame:
+    """The RM index (one row per reward model, :func:`lib.rewards.train_zoo`'s rows) as ``rms_root/index.csv``, the
+    file later notebooks select from; returns it. No rows is an error: an empty index would pass for a trained zoo."""
+    if not rows:
+        raise ValueError(f"{Path(rms_root) / 'index.csv'}: no reward model was trained (no dataset, backbone or method)")
+    index = pd.DataFrame(rows)
+    write_text(Path(rms_root) / "index.csv", index.to_csv(index=False))
+    return index
+
+
+def accuracy_headline(table: pd.DataFrame) -> pd.DataFrame:
+    """Notebook 02's kept headline: mean RM accuracy per dataset, user group (rows) and method (columns) over the
+    backbones and training variants of :func:`lib.rewards.accuracy_table`, plus ``cells`` (configurations averaged)
+    and ``flagged`` (seeds flagged degenerate). Small enough to print whole, and every cell of the table moves it."""
+    long = table.melt(id_vars=["task", "method", "degenerate"], value_vars=["rm_acc_seen", "rm_acc_unseen"],
+                      var_name="user_group", value_name="rm_acc")
+    long["user_group"] = long.user_group.str.removeprefix("rm_acc_")
+    keys = ["task", "user_group"]
+    wide = long.pivot_table(index=keys, columns="method", values="rm_acc", aggfunc="mean", dropna=False, sort=True)
+    extra = long.groupby(keys, sort=True).agg(cells=("rm_acc", "size"), flagged=("degenerate", "sum"))
+    out = wide.join(extra).reset_index().rename(columns={"task": "dataset"})
+    out.columns.name = None
+    return out
 
 
 def pair_counts(data: dict[str, list[dict]]) -> pd.DataFrame:
