@@ -85,6 +85,10 @@ def test_notebooks_are_stripped_and_parameterised(path):
     assert "colab-setup" in tags[0], f"{path.name}: the first code cell must be the set-up cell (scripts/colab_setup.py)"
     assert "parameters" in tags[1], f"{path.name}: the second code cell must be tagged 'parameters'"
     assert "profile" in pipeline.declared_parameters(path)
+    ids = [c.get("id") for c in nb["cells"]]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    assert not dup, (f"{path.name}: cell ids {dup} occur twice; kept outputs are copied by cell id "
+                     f"(lib.core.pipeline.keep_outputs), so give each cell its own id")
 
 
 def test_notebooks_pass_nbstripout_verify():
