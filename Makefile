@@ -115,8 +115,8 @@ $(FIGS): notebooks/06_figures_tables.ipynb $(call stage,01,$(PREFLAMP)) $(RMS) $
 	$(RUN) 06_figures_tables
 
 # scripts/pack_artifacts.py: real-LaMP profiles leave out every *.jsonl (LaMP's and the preference sets' text, whose
-# licenses forbid redistribution); the synthetic smoke corpus is packed whole.
-artifacts: $(RMS) | setup ## Pack data/processed/PROFILE (Pref-LaMP, preference sets, reward models: what 03-06 start from) into build/artifacts-PROFILE.tar.gz
+# licenses forbid redistribution) and the decodes and generations; the synthetic smoke corpus is packed whole.
+artifacts: $(RMS) | setup ## Pack data/processed/PROFILE (the outputs of notebooks 01-05 that exist: what 02-06 start from) into build/artifacts-PROFILE.tar.gz
 	$(PY) scripts/pack_artifacts.py --profile $(PROFILE) --out $(DATA_ROOT)/build/artifacts-$(PROFILE).tar.gz
 
 test: setup lint test-unit test-notebooks test-lamp-cpu test-paper-dry ## Unit tests, every notebook as stored (nbval checks the kept headline numbers), lamp-cpu on a real-layout fixture, the paper profile on tiny checkpoints

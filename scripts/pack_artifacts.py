@@ -1,16 +1,19 @@
-"""Pack what notebooks 02-06 start from (the outputs of 01-02) into one archive (what `make artifacts` runs).
+"""Pack what notebooks 02-06 start from (the outputs of 01-05) into one archive (what `make artifacts` runs).
 
     python scripts/pack_artifacts.py --profile smoke [--root DATA_ROOT] [--out build/artifacts-smoke.tar.gz]
 
-The archive holds ``data/processed/<profile>/{preflamp,prefsets,rms}`` under those same paths, so unpacking it at
-the repository root (``tar xzf build/artifacts-smoke.tar.gz``) lets notebooks 03-06 run without 01-02. rgd/ and
-eval/ are left out: they are what notebooks 03-05 compute.
+The archive holds ``data/processed/<profile>/{preflamp,prefsets,rms,rgd,eval}`` (those that exist: notebooks 01-02
+must have run, 03-05 may have) under those same paths, so unpacking it at the repository root
+(``tar xzf build/artifacts-smoke.tar.gz``) lets each notebook whose inputs it holds start without re-running the
+notebooks before it: 03 and 04 from a run of 01-02, 05 from a run of 01-04, 06 from a whole run.
 
 Licenses: a build from the synthetic corpus (``corpus: synthetic`` in ``preflamp/manifest.json``) holds only text
 this project generated, and is packed whole. A build from real LaMP holds LaMP text (prompts, users' outputs,
 profiles), which LaMP's license (CC BY-NC-SA 4.0) does not let this project redistribute, and its preference sets
-hold text of their own source datasets: every ``*.jsonl`` is left out. The archive then carries the reward
-models, their tables and every manifest (its sha256 lets a rebuild from your own LaMP copy be checked); rebuild
+hold text of their own source datasets: every ``*.jsonl`` is left out, and so are notebook 03's decodes and notebook
+05's generations (``rgd/decodes.csv``, ``eval/generations.csv``: the users' outputs are their ``reference`` column,
+and the policies' outputs quote the LaMP inputs). The archive then carries the reward models, every table of scores
+and every manifest (its sha256 lets a rebuild from your own LaMP copy be checked); rebuild
 the text with notebook 01 (`make data`), then `touch` ``rms/index.csv`` so Make does not retrain.
 """
 from __future__ import annotations
@@ -26,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lib.core.config import paths  # noqa: E402
 from lib.core.io import atomic_path  # noqa: E402
 
-PACKED = ("preflamp", "prefsets", "rms")  # the outputs of notebooks 01-02
+PACKED = ("preflamp", "prefsets", "rms", "rgd", "eval")  # the outputs of notebooks 01-05, where they exist
+TEXT_TABLES = ("rgd/decodes.csv", "eval/generations.csv")  # real builds: tables that carry LaMP text
 NEEDED = ("preflamp/manifest.json", "rms/index.csv")
 
 
@@ -48,7 +52,7 @@ def members(processed: Path) -> tuple[list[Path], list[Path]]:
     synthetic = corpus_of(processed) == "synthetic"
     files = sorted(p.relative_to(processed) for d in PACKED if (processed / d).is_dir()
                    for p in (processed / d).rglob("*") if p.is_file())
-    keep = [f for f in files if synthetic or f.suffix != ".jsonl"]
+    keep = [f for f in files if synthetic or (f.suffix != ".jsonl" and f.as_posix() not in TEXT_TABLES)]
     return keep, [f for f in files if f not in keep]
 
 

@@ -43,7 +43,8 @@ def test_what_the_archive_does_not_hold_names_only_its_notebook(tmp_path):
     assert config.missing_inputs("04_policy_accuracy", "smoke", tmp_path) == []
     (line,) = config.missing_inputs("05_generation", "smoke", tmp_path)
     assert "eval/policy_accuracy.csv is missing: notebook 04_policy_accuracy writes it" in line
-    assert "`make policy-accuracy PROFILE=smoke`" in line and "artifacts" not in line
+    assert "`make policy-accuracy PROFILE=smoke`" in line
+    assert "that ran notebooks 01-04 writes build/artifacts-smoke.tar.gz" in line
     missing = config.missing_inputs("06_figures_tables", "smoke", tmp_path)
     assert [re.search(r"notebook (\S+) writes", m).group(1) for m in missing] == \
            ["03_reward_guided_decoding", "04_policy_accuracy", "05_generation"]
@@ -69,6 +70,23 @@ def test_an_unpacked_archive_lets_03_and_04_start(tmp_path):
         t.extractall(fresh, filter="data")
     assert config.missing_inputs("03_reward_guided_decoding", "smoke", fresh) == []
     assert config.missing_inputs("04_policy_accuracy", "smoke", fresh) == []
+
+
+def test_an_archive_of_a_whole_run_lets_05_and_06_start(tmp_path):
+    """Notebooks 02-06 can each start from an archive: 05 needs 04's scores, 06 every notebook's outputs."""
+    d = _built(tmp_path / "built")
+    for nb in ("03_reward_guided_decoding", "04_policy_accuracy", "05_generation"):
+        (d / config.OUTPUTS[nb][0]).parent.mkdir(parents=True, exist_ok=True)
+        (d / config.OUTPUTS[nb][0]).write_text("x\n")
+    archive = tmp_path / "artifacts-smoke.tar.gz"
+    pack_artifacts.pack("smoke", archive, tmp_path / "built")
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    assert len(config.missing_inputs("06_figures_tables", "smoke", fresh)) == 5
+    with tarfile.open(archive) as t:
+        t.extractall(fresh, filter="data")
+    for nb in ("05_generation", "06_figures_tables"):
+        assert config.missing_inputs(nb, "smoke", fresh) == [], nb
 
 
 def test_a_real_lamp_archive_without_lamp_text_says_to_rebuild_it(tmp_path):

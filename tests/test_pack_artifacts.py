@@ -1,4 +1,4 @@
-"""`make artifacts`: scripts/pack_artifacts.py packs notebooks 01-02's outputs, leaving LaMP text out of real builds."""
+"""`make artifacts`: scripts/pack_artifacts.py packs notebooks 01-05's outputs, leaving LaMP text out of real builds."""
 
 import json
 import subprocess
@@ -17,7 +17,8 @@ def _profile(root, corpus):
     for rel, text in {"preflamp/manifest.json": json.dumps({"corpus": corpus}), "preflamp/LaMP-4/pairs.jsonl": "{}\n",
                       "preflamp/LaMP-4/queries.jsonl": "{}\n", "prefsets/tldr/pairs.jsonl": "{}\n",
                       "prefsets/tldr/manifest.json": "{}", "rms/index.csv": "task\n", "rms/LaMP-4/bt/model.safetensors": "w",
-                      "eval/generations.csv": "x\n"}.items():
+                      "rgd/decodes.csv": "x\n", "eval/generations.csv": "x\n", "eval/policy_accuracy.csv": "x\n",
+                      "eval/deployed_settings.csv": "x\n"}.items():
         (d / rel).parent.mkdir(parents=True, exist_ok=True)
         (d / rel).write_text(text)
     return d
@@ -33,7 +34,7 @@ def _names(path):
         return sorted(t.getnames())
 
 
-def test_synthetic_profile_is_packed_whole_without_rgd_and_eval(tmp_path):
+def test_synthetic_profile_is_packed_whole(tmp_path):
     _profile(tmp_path, "synthetic")
     r = _run(tmp_path)
     assert r.returncode == 0, r.stderr
@@ -41,7 +42,9 @@ def test_synthetic_profile_is_packed_whole_without_rgd_and_eval(tmp_path):
     pre = "data/processed/p/"
     assert got == sorted(pre + x for x in ["preflamp/manifest.json", "preflamp/LaMP-4/pairs.jsonl",
                                            "preflamp/LaMP-4/queries.jsonl", "prefsets/tldr/pairs.jsonl",
-                                           "prefsets/tldr/manifest.json", "rms/index.csv", "rms/LaMP-4/bt/model.safetensors"])
+                                           "prefsets/tldr/manifest.json", "rms/index.csv", "rms/LaMP-4/bt/model.safetensors",
+                                           "rgd/decodes.csv", "eval/generations.csv", "eval/policy_accuracy.csv",
+                                           "eval/deployed_settings.csv"])
     assert "left out" not in r.stdout
 
 
@@ -52,7 +55,9 @@ def test_real_lamp_profile_leaves_the_text_out_and_says_why(tmp_path):
     got = _names(tmp_path / "a.tar.gz")
     assert not [n for n in got if n.endswith(".jsonl")] and "data/processed/p/rms/LaMP-4/bt/model.safetensors" in got
     assert "data/processed/p/preflamp/manifest.json" in got
-    assert "left out (3 files" in r.stdout and "licenses" in r.stdout
+    assert "data/processed/p/eval/policy_accuracy.csv" in got and "data/processed/p/eval/deployed_settings.csv" in got
+    assert "data/processed/p/rgd/decodes.csv" not in got and "data/processed/p/eval/generations.csv" not in got
+    assert "left out (5 files" in r.stdout and "licenses" in r.stdout
 
 
 def test_an_unbuilt_profile_is_an_error_and_writes_nothing(tmp_path):

@@ -216,7 +216,9 @@ INPUTS = {
     "05_generation": ("01_build_pref_lamp", "02_train_reward_models", "04_policy_accuracy"),
     "06_figures_tables": STAGES[:5],
 }
-ARCHIVED = ("01_build_pref_lamp", "02_train_reward_models")  # what `make artifacts` packs (scripts/pack_artifacts.py)
+# What `make artifacts` packs when they exist (scripts/pack_artifacts.py): the outputs of every notebook but 06, so that
+# notebooks 02-06 can each start from an archive of a run that got that far.
+ARCHIVED = STAGES[:5]
 
 
 def missing_inputs(name: str, profile: str, root=None, configs_dir=None) -> list[str]:
@@ -231,8 +233,8 @@ def missing_inputs(name: str, profile: str, root=None, configs_dir=None) -> list
             continue
         how = f"run notebook {nb} first in this environment (`make {target} PROFILE={profile}`)"
         if nb in ARCHIVED:
-            how += (f", or place the archive of notebooks 01-02's outputs (`make artifacts PROFILE={profile}` on a "
-                    f"machine that ran them writes build/artifacts-{profile}.tar.gz) and unpack it with "
+            how += (f", or place the archive of a run's outputs (`make artifacts PROFILE={profile}` on a machine "
+                    f"that ran notebooks 01-{nb[:2]} writes build/artifacts-{profile}.tar.gz) and unpack it with "
                     f"`tar xzf artifacts-{profile}.tar.gz` in {P.root}")
         out.append(f"{P.processed / rel} is missing: notebook {nb} writes it; {how}")
     manifest = P.preflamp / "manifest.json"
