@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing lib
-from lib.core import kvcache, models
+from lib.core import kvcache, models, workload
 from lib.decoding import rgd
 from lib.decoding.rgd import DecodingSettings
 from lib.evaluation import policy_accuracy
@@ -385,6 +385,39 @@ def multi_rm_table(args, device, policy, tok, rm_feat, enc, make_prompts, users)
     return pd.DataFrame(out)
 
 
+ESTIMATE_NEEDS = ("throughput", "teacher_forced", "multi_rm")  # the tables whose rates --estimate-profile uses
+
+
+def measured_rates(tables: dict) -> tuple[dict, dict]:
+    """(rate key -> units/s, rate key -> where it was measured) for :func:`lib.core.workload.estimate`, each at
+    the largest batch measured: ``greedy`` our plain loop (throughput table; notebooks 01 and 05's base and ICL
+    rows run it), ``rgd`` rows = reward model x w x query (multi_rm table, as notebook 05 batches RGD) and
+    ``teacher_forced`` responses/s (teacher_forced table, notebook 04's scoring)."""
+    thr = tables["throughput"]
+    g = thr[thr.method == "plain"].sort_values("batch").iloc[-1]
+    mr = tables["multi_rm"]
+    r = mr[mr["mode"] == "rows = rm x w x query"].sort_values("rows_per_batch").iloc[-1]
+    tf = tables["teacher_forced"].sort_values("batch").iloc[-1]
+    rates = {"greedy": float(g.tokens_per_s), "rgd": float(r.tokens_per_s), "teacher_forced": float(tf.responses_per_s)}
+    where = {"greedy": f"throughput table, plain, batch {int(g.batch)}", "rgd": f"multi_rm table, {int(r.rows_per_batch)} rows "
+             f"per batch", "teacher_forced": f"teacher_forced table, batch {int(tf.batch)}, {int(tf.reward_models)} reward heads"}
+    return rates, where
+
+
+def estimate_table(parts: list[dict], tables: dict, name: str, gpus: int = 8) -> pd.DataFrame:
+    """The ESTIMATED wall time of ``make all PROFILE=<profile>``: the profile's counted work ``parts``
+    (:func:`lib.core.workload.count_work`, upper bounds from the config's caps) over the rates just measured on
+    this model (``name``); every policy and backbone is timed at that model's rates."""
+    rates, where = measured_rates(tables)
+    df = workload.estimate(parts, rates, gpus=gpus)
+    used = {nb: {p["rate"] for p in parts if p["notebook"] == nb} for nb in df.notebook}
+    df["rates_used"] = [("; ".join(f"{k} {rates[k]:.2f}/s ({where[k]})" for k in sorted(used[nb])) if used.get(nb)
+                         else f"rates measured on {name}") for nb in df.notebook]
+    for c in ("hours_1gpu", f"hours_{gpus}gpu"):
+        df[c] = df[c].round(4)
+    return df
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
@@ -421,7 +454,18 @@ def main(argv=None):
     ap.add_argument("--tables", nargs="+",
                     default=["throughput", "bookkeeping", "long_prompt", "teacher_forced", "multi_rm"])
     ap.add_argument("--out", default=None, help="folder for the CSV tables")
+    ap.add_argument("--estimate-profile", default=None, metavar="PROFILE",
+                    help="after the tables: the ESTIMATED wall time of `make all PROFILE=<PROFILE>` on one GPU and on "
+                         "--gpus, from the work counted in the profile (lib/core/workload.py) and the rates measured "
+                         "here (needs the throughput table with method plain, teacher_forced and multi_rm)")
+    ap.add_argument("--gpus", type=int, default=8, help="--estimate-profile: GPUs notebook 05 shards over")
     args = ap.parse_args(argv)
+    if args.estimate_profile and (set(ESTIMATE_NEEDS) - set(args.tables) or "plain" not in args.methods):
+        ap.error(f"--estimate-profile needs the tables {list(ESTIMATE_NEEDS)} and method plain")
+    if args.gpus < 1:
+        ap.error("--gpus must be at least 1")
+    # the work is counted before any benchmark runs: a bad or uncapped profile fails at once, not after the tables
+    parts = workload.count_work(workload.profile_params(args.estimate_profile)) if args.estimate_profile else None
     if args.tiny and not args.random_arch:
         ap.error("--tiny shrinks a --random-arch model; name one (e.g. --random-arch qwen2.5-7b)")
     args.naive_tokens = args.naive_tokens or args.new_tokens
@@ -444,8 +488,15 @@ def main(argv=None):
         tables["teacher_forced"] = teacher_forced_table(args, device, policy, tok, rm_feat, enc, make_prompts, users)
     if "multi_rm" in args.tables:
         tables["multi_rm"] = multi_rm_table(args, device, policy, tok, rm_feat, enc, make_prompts, users)
+    if args.estimate_profile:
+        tables["estimate"] = estimate_table(parts, tables, name, args.gpus)
     for key, df in tables.items():
         print(f"\n## {key}: {name}, {where}\n{df.to_string(index=False)}", flush=True)
+    if args.estimate_profile:
+        print(f"(estimate, not a measurement: the work of `make all PROFILE={args.estimate_profile}` counted from its "
+              f"config (caps: upper bounds; 02 counts Pref-LaMP pairs only) over the rates measured above on {name}; "
+              "every policy and backbone timed at those rates; only 05 shards over GPUs, at perfect scaling)",
+              flush=True)
     if args.out:  # one CSV per run, the tables stacked with a "table" column
         Path(args.out).mkdir(parents=True, exist_ok=True)
         out = Path(args.out) / f"bench_rgd_{name}_{device.type}.csv"
