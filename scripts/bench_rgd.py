@@ -413,8 +413,6 @@ def estimate_table(parts: list[dict], tables: dict, name: str, gpus: int = 8) ->
     used = {nb: {p["rate"] for p in parts if p["notebook"] == nb} for nb in df.notebook}
     df["rates_used"] = [("; ".join(f"{k} {rates[k]:.2f}/s ({where[k]})" for k in sorted(used[nb])) if used.get(nb)
                          else f"rates measured on {name}") for nb in df.notebook]
-    for c in ("hours_1gpu", f"hours_{gpus}gpu"):
-        df[c] = df[c].round(4)
     return df
 
 
