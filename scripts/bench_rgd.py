@@ -15,7 +15,10 @@ Two tables measure the batching of the pipeline's own workloads, each against it
 baseline in the same run: ``teacher_forced`` (notebook 04: responses/s of
 ``policy_accuracy.teacher_forced_many`` with many reward heads on the policy's states, batches of
 responses vs one response at a time) and ``multi_rm`` (notebook 05: generated tokens/s when every
-(reward model, w) setting is a row of shared batches vs one setting per ``generate`` call).
+(reward model, w) setting is a row of shared batches vs one setting per ``generate`` call). With
+``--estimate-profile PROFILE`` a last table, ``estimate``, is an ESTIMATE (not a measurement) of the wall time of
+``make all PROFILE=...`` on one GPU and on ``--gpus``: the work counted from the profile (lib/core/workload.py)
+over the rates measured here (:func:`measured_rates`).
 Random-arch models are Qwen2.5 architectures with random weights (speed does not depend on
 weights), built from the config numbers below, no download; prompts are random token ids. ``--tiny`` shrinks the
 architecture (:data:`TINY`: widths, depth and vocabulary; the family's shape, grouped-query attention and tied or
