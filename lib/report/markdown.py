@@ -45,7 +45,7 @@ def summary_markdown(profile: str, corpus: str, policies, tau_rm_policy: pd.Data
     if generation_best is not None and icl_gap is not None:
         lines += [
             "## Base vs best ICL vs best RGD (ROUGE-1 / ROUGE-L against the user's own output, test queries)", "",
-            f"The paper reports ICL minus the best reward-guided method: {PAPER['icl']['paper']} ROUGE-1 points.", "",
+            f"The paper reports ICL minus the best reward-guided method, in ROUGE-1 points: {PAPER['icl']['paper']}.", "",
             _fmt(generation_best), "## ICL minus best RGD (ROUGE-1 points, paired bootstrap CI over test queries)", "",
             _fmt(icl_gap)]
     if tau_rm_rouge is not None and selection_metrics is not None:

@@ -88,9 +88,11 @@ def best_systems(summary: pd.DataFrame) -> pd.DataFrame:
 def params_m(model: str) -> float:
     """A policy's parameter count (millions) for the size plots: :func:`lib.core.models.spec`'s, so a name mapped to
     a folder (``$PRC_MODELS``, a profile's ``common.models``) counts the parameters of the model it runs, not the
-    registry's; NaN, with a warning, for a name no model answers to (its point is then left out of the size plot)."""
+    registry's; NaN, with a warning, for a name no model answers to (its point is then left out of the size plot).
+    A whole number stays an int, so the tables print 270, not 270.000."""
     try:
-        return float(models.spec(model).params_m)
+        v = float(models.spec(model).params_m)
+        return int(v) if v.is_integer() else v
     except models.ModelUnavailableError as e:
         import warnings
 
