@@ -123,7 +123,15 @@ artifacts: $(RMS) | setup ## Pack data/processed/PROFILE (the outputs of noteboo
 # make test (= CI) leaves test-lamp-cpu out to stay within CI's hour (nbval alone takes 44 min on 2 cores): the real
 # LaMP layout and its quirks run in test-paper-dry (the same fixture, tests/real_lamp_fixture.py), the packaged models
 # in the notebooks; run `make test-lamp-cpu` (about 10 min) after changing the LaMP route.
-test: setup lint test-unit test-notebooks test-paper-dry ## Unit tests, every notebook as stored (nbval checks the kept headline numbers), the paper profile on tiny checkpoints
+# The unit tests and test-paper-dry run side by side, one thread each: both are mostly single-threaded Python and tiny
+# models, so either alone leaves the second core idle (one after the other they took 14 of CI's minutes). Each one's
+# output is printed whole when it ends (--output-sync). Then the notebooks run alone, with both cores.
+test: setup lint ## Unit tests and the paper profile on tiny checkpoints (side by side), then every notebook as stored (nbval checks the kept headline numbers)
+	@start=$$(date +%s) && \
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 --output-sync=target test-unit test-paper-dry && \
+	echo "[test] unit tests and test-paper-dry side by side: $$(( $$(date +%s) - start )) s" && \
+	$(MAKE) --no-print-directory test-notebooks && \
+	echo "[test] passed in $$(( $$(date +%s) - start )) s"
 
 lint: | setup ## Static checks (ruff, configured in pyproject.toml)
 	$(VENV)/bin/ruff check lib scripts tests
