@@ -232,3 +232,24 @@ def test_minus_inf_scores_tie_win_or_lose():
     with np.errstate(invalid="ignore"):
         assert policy_accuracy.outcome(np.float64(-np.inf) - np.float64(-np.inf)) == 0.5  # NaN margin: a tie, not wrong
     assert policy_accuracy.outcome([-1.0, 0.0, 2.0]).tolist() == [0.0, 0.5, 1.0]
+
+
+def test_output_layer_in_chunks_equals_per_row(policy):
+    """The output layer over all rows' states at once, in chunks of any size, gives each row's own log-probs
+    and top-k (the rows differ in length; chunk boundaries fall inside rows)."""
+    from lib.core.kvcache import lm_logp
+
+    g = torch.Generator().manual_seed(0)
+    T = [5, 2, 7]
+    d, V = policy.config.hidden_size, policy.get_output_embeddings().weight.shape[0]
+    prev = torch.randn(len(T), max(T), d, generator=g).to(DEV)
+    ys = [torch.randint(0, V, (t,), generator=g).tolist() for t in T]
+    for max_elems in (V, 3 * V, 1 << 30):  # one row per chunk, three rows, everything at once
+        gold, cands = policy_accuracy._logp_topk(policy, prev, T, ys, k=4, max_elems=max_elems)
+        for n, t in enumerate(T):
+            lp = lm_logp(policy, prev[n, :t])
+            want = lp.topk(4, dim=-1)
+            assert gold[n].shape == (t,) and cands[n][1].shape == (t, 4)
+            torch.testing.assert_close(gold[n], lp.gather(1, torch.tensor(ys[n], device=DEV)[:, None])[:, 0])
+            torch.testing.assert_close(cands[n][0], want[0])
+            assert (cands[n][1] == want[1]).all()

@@ -105,6 +105,28 @@ def teacher_forced_many(policy, tok, rms: dict, prompts, responses, users, k: in
                                batch_size, progress, eos)[0]
 
 
+def _logp_topk(policy, prev: torch.Tensor, T: list[int], ys: list[list[int]], k: int, max_elems: int = 1 << 26):
+    """Per row n: ``log p(y_t | ...)`` ``[T_n]`` and the top-k ``(log-probs, ids)`` ``[T_n, k]`` from the states
+    ``prev[n, :T_n]`` that predict each token. The valid states of all rows go through the output layer together
+    (one weight read per batch instead of per row: the output layer of a 262k-token vocabulary is most of a small
+    policy), at most ``max_elems`` logits at a time."""
+    flat = torch.cat([prev[n, : T[n]] for n in range(len(T))])  # [sum T, d]
+    gold = torch.tensor([t for y in ys for t in y], device=flat.device)
+    V = policy.get_output_embeddings().weight.shape[0]
+    step = max(1, max_elems // V)
+    lp_gold, cl, ci = [], [], []
+    for s in range(0, len(flat), step):
+        lp = lm_logp(policy, flat[s : s + step])  # [rows, V]
+        lp_gold.append(lp.gather(1, gold[s : s + step, None])[:, 0])
+        c = lp.topk(k, dim=-1)
+        cl.append(c[0])
+        ci.append(c[1])
+    lp_gold, cl, ci = torch.cat(lp_gold), torch.cat(cl), torch.cat(ci)
+    off = np.cumsum([0] + list(T))
+    return ([lp_gold[off[n] : off[n + 1]] for n in range(len(T))],
+            [(cl[off[n] : off[n + 1]], ci[off[n] : off[n + 1]]) for n in range(len(T))])
+
+
 @torch.no_grad()
 def teacher_forced_sets(policy, tok, rms: dict, prompts, response_sets, users, k: int = 10,
                         policy_name: str | None = None, featurizer=None, chunk_size: int = 4096, batch_size: int = 16,
@@ -159,8 +181,7 @@ def teacher_forced_sets(policy, tok, rms: dict, prompts, response_sets, users, k
             T = [len(y) for y in yb]
             H = pc.append(yb)  # [N, Ty, d]
             prev = torch.cat([pc.h_last[:, None], H[:, :-1]], 1)  # the state that predicts y_t
-            lps = [lm_logp(policy, prev[n, : T[n]]) for n in range(len(b))]  # [T, V]
-            cands = [lp.topk(k, dim=-1) for lp in lps]
+            lps, cands = _logp_topk(policy, prev, T, yb, k)
             ci = [c[1] for c in cands]
             if kind == "shared":
                 gold, cand_h = [H[n, : T[n]] for n in range(len(b))], pc.candidates(T, ci, chunk_size)
@@ -189,9 +210,9 @@ def teacher_forced_sets(policy, tok, rms: dict, prompts, response_sets, users, k
             rows = torch.tensor(b)
             rs = {key: head_rewards(rm, feats, uidx[key][rows]).double().cpu().numpy() for key, rm in rms.items()}
             for n, i in enumerate(b):
-                yt = torch.tensor(yb[n], device=lps[n].device)
+                yt = torch.tensor(yb[n], device=ci[n].device)
                 hit = ci[n] == yt[:, None]
-                shared = dict(logp=lps[n].gather(1, yt[:, None])[:, 0].double().cpu().numpy(),
+                shared = dict(logp=lps[n].double().cpu().numpy(),
                               cand_ids=ci[n].cpu().numpy(), cand_logp=cands[n][0].double().cpu().numpy(),
                               gold_idx=torch.where(hit.any(1), hit.long().argmax(1), -1).cpu().numpy())
                 for key in rms:
