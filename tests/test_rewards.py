@@ -261,6 +261,28 @@ def test_pair_hidden_forwards_each_prompt_once_and_equals_whole_sequences(tiny_f
     torch.testing.assert_close(pf.rejected, torch.stack([h[-1] for h in hs[1]]))
 
 
+def test_pair_hidden_forwards_each_distinct_text_once(tiny_feat, monkeypatch):
+    """Preference sets repeat prompts (several comparisons of one post) and responses (one response in several
+    pairs): each distinct prompt, and each distinct response of it, is forwarded once, and every row still gets the
+    states of forwarding its own prompt + response alone."""
+    recs = text_records(2, 3)
+    p0, p1 = recs[0]["prompt"], "A much longer prompt: " + "please write the best possible headline " * 6
+    prompts = [p0, p1, p0, p0, p1]
+    chosen = ["alpha beta", "gamma", "alpha beta", "delta epsilon zeta", "gamma"]
+    rejected = ["eta", "theta iota", "delta epsilon zeta", "eta", "kappa"]
+    seen = []
+    real = tiny_feat._slot_hidden
+    monkeypatch.setattr(tiny_feat, "_slot_hidden", lambda ps, rls, progress: seen.append((ps, rls)) or real(ps, rls, progress))
+    hs = tiny_feat.pair_hidden(prompts, [chosen, rejected])
+    (ps, rls), = seen
+    assert ps == [p0, p1] and [sorted(r) for r in rls] == [sorted({"alpha beta", "eta", "delta epsilon zeta"}),
+                                                           sorted({"gamma", "theta iota", "kappa"})]
+    for j, side in enumerate([chosen, rejected]):
+        for i, (p, resp) in enumerate(zip(prompts, side)):
+            x, y = tiny_feat._ids(p, resp)
+            torch.testing.assert_close(hs[j][i], tiny_feat.hidden([x + y])[0][0, len(x):], rtol=1e-4, atol=1e-5)
+
+
 def test_unreadable_feature_cache_names_the_file(tmp_path, tiny_feat):
     recs = text_records(2, 3)
     PairFeatures.compute(tiny_feat, recs, n_prefix=2, cache_dir=tmp_path, progress=False)

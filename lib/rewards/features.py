@@ -84,42 +84,64 @@ class LMFeaturizer:
 
     @torch.no_grad()
     def pair_hidden(self, prompts, response_sets, progress: bool = False) -> list[list[torch.Tensor]]:
-        """Hidden states of every response token, several responses per prompt, the prompt forwarded once.
+        """Hidden states of every response token, several responses per prompt, each distinct text forwarded once.
 
         ``response_sets`` is a list of response lists aligned with ``prompts`` (e.g. ``[chosen,
-        rejected]``). Per batch of prompts (similar lengths together): one forward of the left-padded
-        prompts into a cache, then one forward of each set's right-padded responses against it (the
-        cache is cut back to the prompts in between). Returns ``out[set][i]``: ``[T_i + 1, d]`` float32 on
-        the CPU: the states of the T_i response tokens (prefix features) and, last, of the appended end
-        token (the full-response feature :meth:`features` reads).
+        rejected]``). A prompt that recurs (preference sets compare many responses to one post) and a
+        (prompt, response) that recurs (a response shared by several pairs) are forwarded once: per batch
+        of distinct prompts (similar lengths together), one forward of the left-padded prompts into a
+        cache, then one forward per slot of their distinct right-padded responses against it (the cache is
+        cut back to the prompts in between). Returns ``out[set][i]``: ``[T_i + 1, d]`` float32 on the CPU:
+        the states of the T_i response tokens (prefix features) and, last, of the appended end token (the
+        full-response feature :meth:`features` reads); a recurring text's rows share one tensor.
         Equal to forwarding each ``prompt + response`` alone up to float rounding (tested); a batch that
         would outgrow a sliding-window layer is forwarded whole instead.
         """
+        where, uprompts, uresp = {}, [], []  # (prompt, response) -> (u, slot); distinct prompts; their responses
+        first = {}
+        for i, p in enumerate(prompts):
+            u = first.setdefault(p, len(uprompts))
+            if u == len(uprompts):
+                uprompts.append(p)
+                uresp.append([])
+            for rs in response_sets:
+                if (u, rs[i]) not in where:
+                    where[u, rs[i]] = (u, len(uresp[u]))
+                    uresp[u].append(rs[i])
+        hs = self._slot_hidden(uprompts, uresp, progress)
+        return [[hs[where[first[p], rs[i]][0]][where[first[p], rs[i]][1]] for i, p in enumerate(prompts)]
+                for rs in response_sets]
+
+    def _slot_hidden(self, prompts, response_lists, progress: bool) -> list[list[torch.Tensor]]:
+        """:meth:`pair_hidden` of distinct prompts, each with its own list of distinct responses (``out[u][j]``)."""
         from ..core.kvcache import PromptCache, window_room
 
         n = len(prompts)
-        ids = [[self._ids(p, rs[i]) for rs in response_sets] for i, p in enumerate(prompts)]
-        # one prompt for every set: the shortest kept suffix (they differ only when truncated)
+        ids = [[self._ids(p, r) for r in rl] for p, rl in zip(prompts, response_lists)]
+        # one prompt for all of its responses: the shortest kept suffix (they differ only when truncated)
         xs = [min((pr for pr, _ in row), key=len) for row in ids]
         ys = [[r for _, r in row] for row in ids]
-        out = [[None] * n for _ in response_sets]
-        order = sorted(range(n), key=lambda i: (-len(xs[i]), i))
+        out = [[None] * len(row) for row in ys]
+        order = sorted(range(n), key=lambda i: (-len(ys[i]), -len(xs[i]), i))  # as many slots, similar lengths
         pad = self.tok.pad_token_id or 0
         for s in bar(range(0, n, self.batch_size), progress=progress, desc=f"pair features[{self.name}]"):
             idx = order[s : s + self.batch_size]
-            R = max(len(ys[i][j]) for i in idx for j in range(len(response_sets)))
-            S = max(len(xs[i]) for i in idx)
-            if window_room(self.model, S) < R:  # would leave a sliding window: whole sequences
-                for j in range(len(response_sets)):
-                    h, _ = self.hidden([xs[i] + ys[i][j] for i in idx])
-                    for b, i in enumerate(idx):
-                        out[j][i] = h[b, len(xs[i]) : len(xs[i]) + len(ys[i][j])].cpu()
+            slots = max(len(ys[i]) for i in idx)
+            R = max(len(y) for i in idx for y in ys[i])
+            if window_room(self.model, max(len(xs[i]) for i in idx)) < R:  # would leave a sliding window: whole
+                for j in range(slots):
+                    rows = [i for i in idx if j < len(ys[i])]
+                    h, _ = self.hidden([xs[i] + ys[i][j] for i in rows])
+                    for b, i in enumerate(rows):
+                        out[i][j] = h[b, len(xs[i]) : len(xs[i]) + len(ys[i][j])].cpu()
                 continue
             pc = PromptCache(self.model, [xs[i] for i in idx], pad)
-            for j in range(len(response_sets)):
-                h = pc.append([ys[i][j] for i in idx])
+            for j in range(slots):
+                # a prompt with fewer responses takes a one-token stand-in in this slot (its states are not read)
+                h = pc.append([ys[i][j] if j < len(ys[i]) else [pad] for i in idx])
                 for b, i in enumerate(idx):
-                    out[j][i] = h[b, : len(ys[i][j])].float().cpu()
+                    if j < len(ys[i]):
+                        out[i][j] = h[b, : len(ys[i][j])].float().cpu()
         return out
 
     def prefix_features(self, prompt: str, response: str) -> torch.Tensor:

@@ -98,7 +98,7 @@ class PairFeatures:
         return cls(feat.name, feat.kind, ids, **d)
 
 
-FEATURE_VERSION = "pairs-v3"  # part of the feature cache key: bump when the computation changes
+FEATURE_VERSION = "pairs-v4"  # part of the feature cache key: bump when the computation changes
 
 
 def _load_features(path) -> dict:
