@@ -388,3 +388,27 @@ def test_gemma3_cached_equals_naive_and_is_coherent():
     assert plain.sequences == _hf_generate(policy, tok, prompts, 12)
     # with its <bos> (models.prompt_text) the base model continues the text instead of repeating one token
     assert all(len(set(s)) > 3 for s in plain.sequences)
+
+
+@pytest.mark.slow
+def test_gemma3_teacher_forcing_matches_its_decoder():
+    """Notebook 04's scoring on the packaged Gemma 3 270M (262k-token vocabulary, sliding-window layers; the smoke
+    profile's policy accuracy runs SmolLM2 only): teacher-forcing an RGD output gives the decoder's own candidates,
+    log-probs and rewards."""
+    import numpy as np
+
+    from lib.core import models
+    from lib.evaluation import policy_accuracy
+
+    policy, tok = models.load_causal_lm("gemma3-270m", device=DEV, dtype=torch.float32)
+    prompts = ["Write a headline for: Stocks rally as inflation cools.", "Paraphrase: I love rainy mornings."]
+    rm = DummyRM("gemma3-270m", "lm_last", policy.config.hidden_size, users=USERS[:2], seed=11, scale=2.0)
+    out = rgd.generate(policy, tok, prompts, USERS[:2], rm=rm, w=1.0, policy_name="gemma3-270m",
+                       settings=S(k=4, max_new_tokens=8, eos_token_ids=[], return_scores=True))
+    tfs = policy_accuracy.teacher_forced(policy, tok, rm, prompts, out.sequences, USERS[:2], k=4,
+                                         policy_name="gemma3-270m", progress=False, eos=False)
+    for b, tf in enumerate(tfs):
+        assert tf.path == "shared" and (tf.cand_ids == out.cand_ids[b].numpy()).all()
+        assert (tf.gold_idx == out.chosen[b].numpy()).all()
+        np.testing.assert_allclose(tf.cand_logp, out.cand_logp[b].numpy(), atol=1e-3)
+        np.testing.assert_allclose(tf.cand_r, out.cand_reward[b].numpy(), atol=1e-3)

@@ -157,7 +157,8 @@ def _generate_block(jobs, model, tok, model_name, caches: dict, rms, rgd_fn, max
                     rgd_tag: str, rgd_batch_size: int) -> list[str]:
     """Generations for a block's jobs in fixed batches, cached batch by batch.
 
-    Greedy jobs (base and every ICL k) share batches of ``batch_size``. RGD jobs of every (reward
+    Greedy jobs (base and every ICL k) share batches of ``batch_size``, shortest prompts first (little left
+    padding). RGD jobs of every (reward
     model, w) on one reward backbone share batches of ``rgd_batch_size`` rows: the policy (and
     reward backbone) forward is shared by all rows, each row applies its own head and w
     (:func:`lib.decoding.rgd.generate` with per-row reward models). Greedy rows stay out of RGD batches: on a
@@ -167,6 +168,8 @@ def _generate_block(jobs, model, tok, model_name, caches: dict, rms, rgd_fn, max
     for i, j in enumerate(jobs):
         g = ("greedy",) if j["system"] != "rgd" else _rgd_group(rms[j["rm"]], j["rm"])
         groups.setdefault(g, []).append(i)
+    if ("greedy",) in groups:  # prompts of similar length together (ICL prompts run from a query to the token budget)
+        groups["greedy",].sort(key=lambda i: (len(jobs[i]["message"]), i))
     fp = {name: rm_fingerprint(rms[name]) for name in {j["rm"] for j in jobs if j["system"] == "rgd"}}
     keys = [_key(model_name, j, max_new_tokens,
                  f"{rgd_tag}|{fp[j['rm']]}|rows{rgd_batch_size}|wd{j['w_decode']!r}" if j["system"] == "rgd"
