@@ -120,7 +120,7 @@ $(FIGS): notebooks/06_figures_tables.ipynb $(call stage,01,$(PREFLAMP)) $(RMS) $
 artifacts: $(RMS) | setup ## Pack data/processed/PROFILE (the outputs of notebooks 01-05 that exist: what 02-06 start from) into build/artifacts-PROFILE.tar.gz
 	$(PY) scripts/pack_artifacts.py --profile $(PROFILE) --out $(DATA_ROOT)/build/artifacts-$(PROFILE).tar.gz
 
-# make test (= CI) leaves test-lamp-cpu out to stay within CI's hour (nbval alone took 45.6 min on 2 cores): the real
+# make test (= CI) leaves test-lamp-cpu out; it was taken out while nbval took 45.6 min of CI's hour (26.8 min now): the real
 # LaMP layout and its quirks run in test-paper-dry (the same fixture, tests/real_lamp_fixture.py), the packaged models
 # in the notebooks; run `make test-lamp-cpu` (about 14 min) after changing the LaMP route.
 # The unit tests and test-paper-dry run side by side, one thread each: both are mostly single-threaded Python and tiny
