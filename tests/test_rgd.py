@@ -393,7 +393,7 @@ def test_gemma3_cached_equals_naive_and_is_coherent():
 @pytest.mark.slow
 def test_gemma3_teacher_forcing_matches_its_decoder():
     """Notebook 04's scoring on the packaged Gemma 3 270M (262k-token vocabulary, sliding-window layers; the smoke
-    profile's policy accuracy runs SmolLM2 only): teacher-forcing an RGD output gives the decoder's own candidates,
+    profile generates with SmolLM2 only): teacher-forcing an RGD output gives the decoder's own candidates,
     log-probs and rewards."""
     import numpy as np
 

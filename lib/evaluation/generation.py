@@ -158,9 +158,8 @@ def _generate_block(jobs, model, tok, model_name, caches: dict, rms, rgd_fn, max
     """Generations for a block's jobs in fixed batches, cached batch by batch.
 
     Greedy jobs (base and every ICL k) share batches of ``batch_size``, shortest prompts first (little left
-    padding). RGD jobs of every (reward
-    model, w) on one reward backbone share batches of ``rgd_batch_size`` rows: the policy (and
-    reward backbone) forward is shared by all rows, each row applies its own head and w
+    padding). RGD jobs of every (reward model, w) on one reward backbone share batches of ``rgd_batch_size``
+    rows: the policy (and reward backbone) forward is shared by all rows, each row applies its own head and w
     (:func:`lib.decoding.rgd.generate` with per-row reward models). Greedy rows stay out of RGD batches: on a
     CPU a row there costs k candidate tokens per step instead of one.
     """

@@ -97,20 +97,18 @@ class LMFeaturizer:
         Equal to forwarding each ``prompt + response`` alone up to float rounding (tested); a batch that
         would outgrow a sliding-window layer is forwarded whole instead.
         """
-        where, uprompts, uresp = {}, [], []  # (prompt, response) -> (u, slot); distinct prompts; their responses
-        first = {}
+        first, slot, uprompts, uresp = {}, {}, [], []  # prompt -> u; (u, response) -> its slot; distinct texts
         for i, p in enumerate(prompts):
             u = first.setdefault(p, len(uprompts))
             if u == len(uprompts):
                 uprompts.append(p)
                 uresp.append([])
             for rs in response_sets:
-                if (u, rs[i]) not in where:
-                    where[u, rs[i]] = (u, len(uresp[u]))
+                if (u, rs[i]) not in slot:
+                    slot[u, rs[i]] = len(uresp[u])
                     uresp[u].append(rs[i])
         hs = self._slot_hidden(uprompts, uresp, progress)
-        return [[hs[where[first[p], rs[i]][0]][where[first[p], rs[i]][1]] for i, p in enumerate(prompts)]
-                for rs in response_sets]
+        return [[hs[first[p]][slot[first[p], rs[i]]] for i, p in enumerate(prompts)] for rs in response_sets]
 
     def _slot_hidden(self, prompts, response_lists, progress: bool) -> list[list[torch.Tensor]]:
         """:meth:`pair_hidden` of distinct prompts, each with its own list of distinct responses (``out[u][j]``)."""
